@@ -1,0 +1,45 @@
+# kmeans_lessons: two commands do everything.
+#   make lab    set up .venv and open the course in JupyterLab
+#   make test   set up .venv and run every test
+SHELL := /bin/bash
+PYTHON ?= python3
+# VENV may point at an existing environment: its torch is kept.
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Installed only when the environment has no torch at all (this machine's local CPU build).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.kmeans_lessons_installed
+
+.PHONY: lab test setup export clean-nbs sync readme bench bench-meanshift docs-html
+
+$(STAMP): settings.ini setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip check
+	@touch $@
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs/
+
+test: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash tools/run_tests.sh
+
+# Regenerate the package and README from the notebooks, and strip notebook metadata.
+export: $(STAMP)
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
+
+sync: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash tools/check_sync.sh
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_kmeans.py
+
+bench-meanshift: $(STAMP)
+	$(BIN)/python benchmarks/bench_meanshift.py
+
+# The docs' content without Quarto: every notebook rendered to HTML with nbconvert.
+docs-html: $(STAMP)
+	$(BIN)/jupyter nbconvert --to html --output-dir _docs_html nbs/*.ipynb
