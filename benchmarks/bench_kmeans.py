@@ -1,0 +1,125 @@
+"""Side-by-side benchmark: milliseconds per Lloyd iteration for kmeans_lessons, scikit-learn, faiss and a naive
+torch k-means, on the same data and the same initial centroids, in one process.
+
+    python benchmarks/bench_kmeans.py            # the CPU table (a few minutes on 2 cores)
+    python benchmarks/bench_kmeans.py --quick    # smaller repeats
+    python benchmarks/bench_kmeans.py --growth   # also: time and memory as N grows (D=4, K=200)
+
+Per-iteration time is measured by differencing: (t(m2 iterations) - t(m1 iterations)) / (m2 - m1), so set-up,
+validation and the final assignment cancel out. Each number is the median of several runs, interleaved.
+"""
+import argparse, os, resource, subprocess, sys, time, warnings
+import numpy as np
+import torch
+
+warnings.filterwarnings('ignore')
+
+def med(xs): return float(np.median(xs))
+
+def run_ours(X, init, m, device='cpu'):
+    from kmeans_lessons import KMeans
+    Xt, it = torch.from_numpy(X).to(device), torch.from_numpy(init).to(device)
+    def f():
+        km = KMeans(len(init), init=it, max_iter=m, tol=0, keep_history=False).fit(Xt)
+        if device != 'cpu': torch.cuda.synchronize()
+        assert km.n_iter_ == m
+    return f
+
+def run_sklearn(X, init, m):
+    from sklearn.cluster import KMeans as SK
+    def f():
+        km = SK(len(init), init=init, n_init=1, max_iter=m, tol=0, algorithm='lloyd').fit(X)
+        assert km.n_iter_ == m
+    return f
+
+def run_faiss(X, init, m):
+    import faiss
+    def f():
+        km = faiss.Kmeans(X.shape[1], len(init), niter=m, max_points_per_centroid=10**9, min_points_per_centroid=1,
+                          seed=1, verbose=False)
+        km.train(X, init_centroids=init)
+    return f
+
+def run_naive(X, init, m):
+    "The textbook torch version: full cdist, argmin, scatter_reduce mean."
+    Xt, C0 = torch.from_numpy(X), torch.from_numpy(init)
+    def f():
+        C = C0.clone()
+        for _ in range(m):
+            lab = torch.cdist(Xt, C).argmin(1)                                            # (N,)
+            C = C.scatter_reduce(0, lab[:, None].expand_as(Xt), Xt, 'mean', include_self=False)
+    return f
+
+def per_iter(makers, X, init, m1, m2, repeats):
+    "ms per iteration for each runner, interleaved runs, median of `repeats`."
+    fns = {name: (mk(X, init, m1), mk(X, init, m2)) for name, mk in makers.items()}
+    for f1, f2 in fns.values(): f1()                        # warm-up
+    res = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, (f1, f2) in fns.items():
+            t = time.perf_counter(); f1(); t1 = time.perf_counter() - t
+            t = time.perf_counter(); f2(); t2 = time.perf_counter() - t
+            res[name].append((t2 - t1) / (m2 - m1) * 1e3)
+    return {k: med(v) for k, v in res.items()}
+
+def data(N, D, K, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(K // 2, 1), D)).astype(np.float32) * 3
+    X = (centres[rng.integers(0, len(centres), N)] + rng.standard_normal((N, D)).astype(np.float32))
+    init = X[rng.choice(N, K, replace=False)].copy()
+    return np.ascontiguousarray(X, dtype=np.float32), init
+
+def peak_rss_child(N, D, K, iters=2):
+    "Peak RSS (MB) of a fresh process that fits N x D data with K clusters, and the RSS with only the data loaded."
+    code = f"""
+import resource, torch, numpy as np
+from kmeans_lessons import KMeans
+X = torch.randn({N}, {D}, generator=torch.Generator().manual_seed(0))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+KMeans({K}, init='forgy', max_iter={iters}, tol=0, seed=0, keep_history=False).fit(X)
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--growth', action='store_true')
+    args = ap.parse_args()
+    reps = 3 if args.quick else 5
+    import sklearn, faiss
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}, "
+          f"faiss {faiss.__version__}, {os.cpu_count()} CPUs")
+    print("\nCPU, float32, same data and init for all; ms per Lloyd iteration (median):\n")
+    print(f"| shape | kmeans_lessons | scikit-learn | faiss | naive torch | ours / sklearn | ours / faiss |")
+    print(f"|---|---|---|---|---|---|---|")
+    for N, D, K, m1, m2 in [(100_000, 100, 1000, 1, 4), (100_000, 4, 200, 2, 12)]:
+        X, init = data(N, D, K)
+        makers = {'ours': run_ours, 'sklearn': run_sklearn, 'faiss': run_faiss}
+        r = per_iter(makers, X, init, m1, m2, reps)
+        naive = per_iter({'naive': run_naive}, X, init, 1, 2, 1)['naive']
+        print(f"| N={N:.0e}, D={D}, K={K} | {r['ours']:.1f} | {r['sklearn']:.1f} | {r['faiss']:.1f} | {naive:.0f} "
+              f"| {r['ours']/r['sklearn']:.2f} | {r['ours']/r['faiss']:.2f} |", flush=True)
+
+    if args.growth:
+        print("\nGrowth in N (D=4, K=200): ms per iteration, and peak RSS of a fresh process (data alone / whole fit)\n")
+        print("| N | ms/iter | ms/iter per 1e4 points | RSS data only (MB) | peak RSS (MB) |")
+        print("|---|---|---|---|---|")
+        for N in (10_000, 100_000, 1_000_000):
+            X, init = data(N, 4, 200)
+            t = per_iter({'ours': run_ours}, X, init, 2, 7, 3)['ours']
+            base, peak = peak_rss_child(N, 4, 200)
+            print(f"| {N:.0e} | {t:.1f} | {t / (N / 1e4):.2f} | {base:.0f} | {peak:.0f} |", flush=True)
+
+    if torch.cuda.is_available():
+        print(f"\nGPU: {torch.cuda.get_device_name()}\n")
+        for N, D, K in [(1_000_000, 100, 1000), (1_000_000, 4, 200)]:
+            X, init = data(N, D, K)
+            t = per_iter({'ours': lambda X, i, m: run_ours(X, i, m, 'cuda')}, X, init, 2, 12, 5)['ours']
+            print(f"N={N:.0e}, D={D}, K={K}: {t:.2f} ms/iter (fp32)")
+    else:
+        print("\n(no CUDA GPU here: the GPU rows need one)")
+
+if __name__ == '__main__':
+    main()

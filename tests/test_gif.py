@@ -1,0 +1,42 @@
+"""GIFs for slides: one frame per centroid set, and every frame shows something new while the centroids move."""
+import numpy as np
+import torch
+from PIL import Image
+
+from kmeans_lessons.data import sample_blobs
+from kmeans_lessons.core import KMeans
+from kmeans_lessons.animation import animate_kmeans, animate_points, save_animation
+
+
+def gif_frames(path):
+    with Image.open(path) as im:
+        frames, durations = [], []
+        for i in range(im.n_frames):
+            im.seek(i)
+            frames.append(np.asarray(im.convert('RGB')).astype(int))
+            durations.append(im.info.get('duration'))
+    return frames, durations
+
+
+def test_gif_frames_follow_the_history(tmp_path):
+    X, _, _ = sample_blobs(6, 250, seed=42)
+    km = KMeans(6, init=X[:6], max_iter=50).fit(X)          # a bad start: many iterations of movement
+    assert km.n_iter_ >= 8
+    path = save_animation(animate_kmeans(X, km, dpi=40), tmp_path / 'c.gif', fps=5)
+    frames, durations = gif_frames(path)
+    assert len(frames) == km.n_iter_ + 1
+    assert all(d == 200 for d in durations)
+    top = frames[0].shape[0] // 8                                # below the title: the plot itself
+    for i in range(1, len(frames)):
+        moved = not torch.equal(km.history_[i], km.history_[i - 1])
+        diff = np.abs(frames[i][top:] - frames[i - 1][top:]).sum(-1)
+        if moved: assert (diff > 0).sum() > 10, f"frame {i} shows no change although the centroids moved"
+        assert np.abs(frames[i] - frames[i - 1]).sum() > 0, f"frame {i} is a copy of frame {i - 1}"
+
+
+def test_gif_of_moving_points(tmp_path):
+    X, labels, C = sample_blobs(3, 50, seed=0)
+    steps = [X + (C[labels] - X) * t for t in (0, 0.5, 0.9)]
+    frames, _ = gif_frames(save_animation(animate_points(steps, labels, dpi=40), tmp_path / 'p.gif'))
+    assert len(frames) == 3
+    assert all(np.abs(a - b).sum() > 0 for a, b in zip(frames, frames[1:]))

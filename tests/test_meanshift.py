@@ -1,0 +1,172 @@
+"Mean shift against independent references: brute-force float64 steps, scikit-learn, hand-made cases."
+import math, warnings
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import MeanShift as SkMeanShift, estimate_bandwidth as sk_estimate_bandwidth
+from sklearn.metrics import adjusted_rand_score as ari
+from kmeans_lessons.data import sample_blobs
+from kmeans_lessons.meanshift import MeanShift, estimate_bandwidth, meanshift_step, knn, gaussian, tri, flat
+
+def ref_step(Y, X, bw, kernel):
+    "One mean-shift step in float64 with explicit pairwise differences."
+    Y, X = Y.double(), X.double()
+    d = ((Y[:, None] - X[None]) ** 2).sum(-1).sqrt()                    # (n, N)
+    w = {'gaussian': torch.exp(-0.5 * (d / bw) ** 2), 'triangular': (1 - d / bw).clamp_min(0),
+         'flat': (d <= bw).double()}[kernel]
+    return w @ X / w.sum(1, keepdim=True)
+
+@pytest.fixture(scope='module')
+def blobs():
+    X, y, _ = sample_blobs(4, 150, seed=5, box=40, var=1.0)
+    return X, y
+
+@pytest.mark.parametrize('kernel', ['gaussian', 'triangular', 'flat'])
+def test_step_matches_float64_reference(blobs, kernel):
+    X, _ = blobs
+    Y = X[::7] + 0.3
+    got = meanshift_step(Y, X, 3.0, kernel, batch_size=16)
+    torch.testing.assert_close(got.double(), ref_step(Y, X, 3.0, kernel), rtol=0, atol=2e-4)
+
+def test_step_far_from_data_uses_log_scale():
+    "Gaussian weights are scaled per row: a point 1000 bandwidths away still moves to its nearest data point."
+    X = torch.tensor([[0., 0.], [1., 0.]])
+    got = meanshift_step(torch.tensor([[-1000., 0.]]), X, 1.0)
+    torch.testing.assert_close(got, torch.tensor([[0., 0.]]))
+
+def test_kernels_values():
+    d = torch.tensor([0., 1., 2.])
+    torch.testing.assert_close(gaussian(d, 1.), torch.exp(-0.5 * d ** 2) / math.sqrt(2 * math.pi))
+    assert tri(d, 2.).tolist() == [1., .5, 0.]
+    assert flat(d, 1.).tolist() == [1., 1., 0.]
+
+@pytest.mark.parametrize('q', [0.05, 0.3, 0.6])
+def test_estimate_bandwidth_matches_sklearn(blobs, q):
+    X, _ = blobs
+    assert math.isclose(estimate_bandwidth(X, q, batch_size=50), sk_estimate_bandwidth(X.numpy().astype(np.float64), quantile=q), rel_tol=1e-4)
+
+def test_estimate_bandwidth_subsample(blobs):
+    X, _ = blobs
+    a = estimate_bandwidth(X, n_samples=200, seed=0)
+    assert a == estimate_bandwidth(X, n_samples=200, seed=0)
+    assert 0.7 < a / estimate_bandwidth(X) < 1.3
+
+def test_matches_sklearn_flat_kernel(blobs):
+    X, y = blobs
+    bw = 2.5
+    sk = SkMeanShift(bandwidth=bw).fit(X.numpy())
+    ms = MeanShift(bw, kernel='flat', merge_radius=1.0).fit(X)
+    assert len(ms.cluster_centers_) == len(sk.cluster_centers_) == 5     # the flat kernel splits one blob, in both
+    assert ari(sk.labels_, ms.labels_.numpy()) > 0.99
+    d = torch.cdist(ms.cluster_centers_.double(), torch.tensor(sk.cluster_centers_).double())   # (5, 5)
+    assert d.min(1).values.max() < 0.05 * bw
+
+def test_gaussian_finds_blobs(blobs):
+    X, y = blobs
+    ms = MeanShift(1.5).fit(X)
+    assert len(ms.cluster_centers_) == 4 and ari(y, ms.labels_) > 0.99
+    true_centres = torch.stack([X[y == k].mean(0) for k in range(4)])
+    assert torch.cdist(ms.cluster_centers_, true_centres).min(1).values.max() < 0.3
+    assert ms.converged_.all() and ms.n_iter_ >= 1
+
+def test_n_neighbors_N_equals_full(blobs):
+    X, _ = blobs
+    full = MeanShift(2.0).fit(X)
+    nn = MeanShift(2.0, n_neighbors=len(X)).fit(X)
+    torch.testing.assert_close(nn.shifted_, full.shifted_, rtol=0, atol=0.02)
+    assert ari(full.labels_, nn.labels_) == 1.0
+
+def test_knn_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    for N, D, k in [(2000, 2, 15), (800, 4, 40), (50, 3, 50)]:
+        X = torch.randn(N, D, generator=g)
+        d, i = knn(X, k, leaf_size=64)
+        dr = ((X[:, None] - X[None]) ** 2).sum(-1).topk(k, 1, largest=False).values
+        torch.testing.assert_close(d, dr, rtol=0, atol=1e-4)
+        torch.testing.assert_close(((X[:, None] - X[i]) ** 2).sum(-1), dr, rtol=0, atol=1e-4)   # indices give those distances
+
+def test_input_not_mutated_tensor_and_numpy(blobs):
+    X, _ = blobs
+    Xt = X.clone(); Xn = X.numpy().copy()
+    for n_neighbors in (None, 20):
+        MeanShift(2.0, n_neighbors=n_neighbors).fit(Xt).predict(Xt)
+        MeanShift(2.0, n_neighbors=n_neighbors).fit(Xn).predict(Xn)
+    assert torch.equal(Xt, X) and np.array_equal(Xn, X.numpy())
+
+def test_list_and_float64_input(blobs):
+    X, _ = blobs
+    a = MeanShift(2.0).fit(X[:100].tolist())
+    b = MeanShift(2.0).fit(X[:100].double().numpy())
+    assert ari(a.labels_, b.labels_) == 1.0 and b.cluster_centers_.dtype == torch.float64
+
+def test_predict_new_points(blobs):
+    X, y = blobs
+    ms = MeanShift(1.5).fit(X)
+    new = X[::10] + 0.2
+    torch.testing.assert_close(ms.predict(new), ms.labels_[::10])
+    centres_pred = ms.predict(ms.cluster_centers_)
+    assert centres_pred.tolist() == list(range(len(ms.cluster_centers_)))
+    nn = MeanShift(1.5, n_neighbors=100).fit(X)
+    assert ari(nn.labels_, y) > 0.99 and ari(nn.predict(new), y[::10]) > 0.99
+
+def test_cluster_all_false_marks_small_modes():
+    X, y, _ = sample_blobs(2, 100, seed=1, box=10, var=0.5)
+    Xo = torch.cat([X, torch.tensor([[40., 40.], [-40., 40.]])])
+    ms = MeanShift(1.0, min_cluster_size=5, cluster_all=False).fit(Xo)
+    assert len(ms.cluster_centers_) == 2 and ms.labels_[-2:].tolist() == [-1, -1] and (ms.labels_[:-2] >= 0).all()
+    assert ms.predict(torch.tensor([[40., 40.]])).tolist() == [-1]   # stays on the outlier: no mode there
+    assert ms.predict(torch.tensor([[40., -40.]])).tolist() != [-1]  # the Gaussian reaches everywhere: it climbs to a mode
+    ms = MeanShift(1.0, min_cluster_size=5, cluster_all=True).fit(Xo)
+    assert (ms.labels_ >= 0).all() and len(ms.cluster_centers_) == 2
+
+@pytest.mark.parametrize('kw, err, msg', [
+    (dict(bandwidth=0), ValueError, 'bandwidth'), (dict(bandwidth=-1.0), ValueError, 'bandwidth'),
+    (dict(bandwidth=float('nan')), ValueError, 'bandwidth'), (dict(bandwidth='2'), TypeError, 'bandwidth'),
+    (dict(bandwidth=1.0, kernel='epanechnikov'), ValueError, 'kernel'), (dict(bandwidth=1.0, max_iter=0), ValueError, 'max_iter'),
+    (dict(bandwidth=1.0, tol=-1), ValueError, 'tol'), (dict(bandwidth=1.0, n_neighbors=2.5), TypeError, 'n_neighbors'),
+    (dict(bandwidth=1.0, batch_size=0), ValueError, 'batch_size'), (dict(bandwidth=1.0, cluster_all=None), TypeError, 'cluster_all'),
+    (dict(bandwidth=1.0, merge_radius=0), ValueError, 'merge_radius'), (dict(bandwidth=1.0, min_cluster_size=10**6), ValueError, 'min_cluster_size'),
+])
+def test_bad_parameters(blobs, kw, err, msg):
+    with pytest.raises(err, match=msg): MeanShift(**kw).fit(blobs[0])
+
+@pytest.mark.parametrize('X, err, msg', [
+    ([[1., float('nan')], [0., 0.]], ValueError, 'NaN or inf'), ([[1., float('inf')], [0., 0.]], ValueError, 'NaN or inf'),
+    (np.zeros(5), ValueError, '2-D'), (np.zeros((0, 2)), ValueError, 'empty'), (np.array([['a', 'b']]), TypeError, 'real numbers'),
+])
+def test_bad_data(X, err, msg):
+    with pytest.raises(err, match=msg): MeanShift(1.0).fit(X)
+
+def test_predict_checks(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match='not fitted'): MeanShift(1.0).predict(X)
+    ms = MeanShift(2.0).fit(X)
+    with pytest.raises(ValueError, match='features'): ms.predict(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match='bandwidth'): meanshift_step(X, X, 0.0)
+
+def test_estimate_bandwidth_errors():
+    with pytest.raises(ValueError, match='quantile'): estimate_bandwidth(torch.zeros(4, 2), 2.0)
+    with pytest.raises(ValueError, match='bandwidth is 0'): MeanShift().fit(torch.zeros(10, 2))
+
+def test_not_converged_warns_and_labels(blobs):
+    from kmeans_lessons.core import ConvergenceWarning
+    X, _ = blobs
+    with pytest.warns(ConvergenceWarning, match='did not converge'):
+        ms = MeanShift(1.5, max_iter=1).fit(X)                         # none converged: every point may start a mode
+    assert ms.n_iter_ == 1 and (ms.labels_ >= 0).all() and not ms.converged_.any()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for it in range(2, 30):
+            ms = MeanShift(1.5, max_iter=it, cluster_all=False).fit(X)
+            if 0 < int(ms.converged_.sum()) < len(X): break
+    assert 0 < int(ms.converged_.sum()) < len(X)
+    assert (ms.labels_[ms.converged_] >= 0).all()
+    far = torch.cdist(ms.shifted_, ms.cluster_centers_).min(1).values > ms.merge_radius * ms.bandwidth_   # (N,)
+    assert torch.equal(ms.labels_ == -1, far & ~ms.converged_)   # rule: stopped far from every mode -> -1
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_gpu_matches_cpu(blobs):
+    X, _ = blobs
+    cpu = MeanShift(2.0).fit(X)
+    gpu = MeanShift(2.0, device='cuda').fit(X)
+    assert gpu.labels_.is_cuda and ari(cpu.labels_, gpu.labels_.cpu()) == 1.0
