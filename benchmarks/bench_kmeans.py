@@ -72,12 +72,19 @@ def data(N, D, K, seed=0):
 def peak_rss_child(N, D, K, iters=2):
     "Peak RSS (MB) of a fresh process that fits N x D data with K clusters, and the RSS with only the data loaded."
     code = f"""
-import resource, torch, numpy as np
+import torch, numpy as np
 from kmeans_lessons import KMeans
+def peak_mb():
+    "Peak resident memory of this process in MB (VmHWM: unlike ru_maxrss, not inherited from the parent)."
+    try: return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
+    except OSError:
+        import resource, sys
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r / 2**20 if sys.platform == 'darwin' else r / 1024
 X = torch.randn({N}, {D}, generator=torch.Generator().manual_seed(0))
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak_mb()
 KMeans({K}, init='forgy', max_iter={iters}, tol=0, seed=0, keep_history=False).fit(X)
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(base, peak_mb())
 """
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])

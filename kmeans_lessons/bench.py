@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['benchmark']
 
-# %% ../nbs/05_gpu.ipynb #f59579d5
+# %% ../nbs/05_gpu.ipynb #dac195d9
 import time
 import torch
 
-# %% ../nbs/05_gpu.ipynb #8d003822
+# %% ../nbs/05_gpu.ipynb #037666df
 def benchmark(f, *, warmup=1, repeat=5, device=None):
     "Median wall time of `f()` in seconds, after `warmup` calls, synchronising `device` if it is a GPU."
     dev = torch.device(device) if device is not None else None
