@@ -50,6 +50,9 @@ def run_naive(X, init, m):
             C = C.scatter_reduce(0, lab[:, None].expand_as(Xt), Xt, 'mean', include_self=False)
     return f
 
+def timed(f):
+    t = time.perf_counter(); f(); return time.perf_counter() - t
+
 def per_iter(makers, X, init, m1, m2, repeats):
     "ms per iteration for each runner, interleaved runs, median of `repeats`."
     fns = {name: (mk(X, init, m1), mk(X, init, m2)) for name, mk in makers.items()}
@@ -74,17 +77,11 @@ def peak_rss_child(N, D, K, iters=2):
     code = f"""
 import torch, numpy as np
 from kmeans_lessons import KMeans
-def peak_mb():
-    "Peak resident memory of this process in MB (VmHWM: unlike ru_maxrss, not inherited from the parent)."
-    try: return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
-    except OSError:
-        import resource, sys
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return r / 2**20 if sys.platform == 'darwin' else r / 1024
+from kmeans_lessons.bench import peak_memory_mb
 X = torch.randn({N}, {D}, generator=torch.Generator().manual_seed(0))
-base = peak_mb()
+base = peak_memory_mb()
 KMeans({K}, init='forgy', max_iter={iters}, tol=0, seed=0, keep_history=False).fit(X)
-print(base, peak_mb())
+print(base, peak_memory_mb())
 """
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])
@@ -108,6 +105,15 @@ def main():
         naive = per_iter({'naive': run_naive}, X, init, 1, 2, 1)['naive']
         print(f"| N={N:.0e}, D={D}, K={K} | {r['ours']:.1f} | {r['sklearn']:.1f} | {r['faiss']:.1f} | {naive:.0f} "
               f"| {r['ours']/r['sklearn']:.2f} | {r['ours']/r['faiss']:.2f} |", flush=True)
+
+    print("\nk-means++ initialisation (greedy, 2 + ln k candidates), N=1e6, D=4, K=200, float32; seconds (median of 3):\n")
+    from sklearn.cluster import kmeans_plusplus
+    from kmeans_lessons.core import init_kmeans_plusplus
+    X, _ = data(1_000_000, 4, 200)
+    Xt = torch.from_numpy(X)
+    t_ours = med([timed(lambda: init_kmeans_plusplus(Xt, 200, torch.Generator().manual_seed(s))) for s in range(3)])
+    t_sk = med([timed(lambda: kmeans_plusplus(X, 200, random_state=s)) for s in range(3)])
+    print(f"| kmeans_lessons | scikit-learn | ours / sklearn |\n|---|---|---|\n| {t_ours:.2f} | {t_sk:.2f} | {t_ours / t_sk:.2f} |")
 
     if args.growth:
         print("\nGrowth in N (D=4, K=200): ms per iteration, and peak RSS of a fresh process (data alone / whole fit)\n")

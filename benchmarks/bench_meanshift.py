@@ -7,10 +7,11 @@
 
 Run: python benchmarks/bench_meanshift.py [--threads-200k 1]
 """
-import argparse, json, math, os, resource, subprocess, sys, time
+import argparse, json, math, os, subprocess, sys, time
 import torch
 from sklearn.cluster import MeanShift as SkMeanShift
 from sklearn.metrics import adjusted_rand_score as ari
+from kmeans_lessons.bench import peak_memory_mb
 from kmeans_lessons.data import sample_blobs
 from kmeans_lessons.meanshift import MeanShift, meanshift_step, gaussian
 
@@ -36,19 +37,14 @@ def many_clusters(n_clusters, per=200, seed=1):
     "Many small clusters at a fixed density: the case the nearest-neighbour variant is made for."
     return sample_blobs(n_clusters, per, seed=seed, box=10 * math.sqrt(n_clusters), var=1.0)[:2]
 
-def peak_kb():
-    "Peak resident memory of this process in kB: VmHWM, which (unlike ru_maxrss) a child does not inherit."
-    try: return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])
-    except OSError: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
 def child(n_clusters, threads):
     "Fit the nearest-neighbour variant on n_clusters * 200 points; print time, peak RSS and ARI as JSON."
     if threads: torch.set_num_threads(threads)
     X, y = many_clusters(n_clusters)
-    rss0 = peak_kb()
+    rss0 = peak_memory_mb()
     t = time.perf_counter(); ms = MeanShift(1.0, n_neighbors=100).fit(X); dt = time.perf_counter() - t
-    peak = peak_kb()
-    print(json.dumps(dict(N=len(X), time=dt, peak_mb=peak / 1024, before_mb=rss0 / 1024, clusters=len(ms.cluster_centers_),
+    peak = peak_memory_mb()
+    print(json.dumps(dict(N=len(X), time=dt, peak_mb=peak, before_mb=rss0, clusters=len(ms.cluster_centers_),
                           ari=ari(y, ms.labels_), n_iter=ms.n_iter_, threads=torch.get_num_threads())))
 
 def main():

@@ -17,17 +17,11 @@ def test_seed000_scale_two_iterations_under_2gb():
     code = """
 import torch
 from kmeans_lessons import KMeans
-def peak_mb():
-    "Peak resident memory of this process in MB (VmHWM: unlike ru_maxrss, not inherited from the parent)."
-    try: return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
-    except OSError:
-        import resource, sys
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return r / 2**20 if sys.platform == 'darwin' else r / 1024
+from kmeans_lessons.bench import peak_memory_mb
 X = torch.rand(2_000_000, 2, generator=torch.Generator().manual_seed(0))
 km = KMeans(2000, init='forgy', max_iter=2, tol=0, seed=0).fit(X)
 assert km.n_iter_ == 2 and torch.isfinite(km.cluster_centers_).all()
-print(peak_mb(), km.inertia_)
+print(peak_memory_mb(), km.inertia_)
 """
     peak, inertia = _peak_rss_mb(code)
     assert peak < 2048, f"peak RSS {peak:.0f} MB"
@@ -38,18 +32,12 @@ def test_peak_memory_flat_in_n():
     code = """
 import sys, torch
 from kmeans_lessons import KMeans
-def peak_mb():
-    "Peak resident memory of this process in MB (VmHWM: unlike ru_maxrss, not inherited from the parent)."
-    try: return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
-    except OSError:
-        import resource, sys
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return r / 2**20 if sys.platform == 'darwin' else r / 1024
+from kmeans_lessons.bench import peak_memory_mb
 N = int(sys.argv[1])
 X = torch.rand(N, 4, generator=torch.Generator().manual_seed(0))
-base = peak_mb()
+base = peak_memory_mb()
 KMeans(500, init='forgy', max_iter=2, tol=0, seed=0, keep_history=False).fit(X)
-print(peak_mb() - base)
+print(peak_memory_mb() - base)
 """
     extra = {}
     for n in (100_000, 1_000_000):
