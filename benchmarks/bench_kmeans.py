@@ -8,7 +8,10 @@ torch k-means, on the same data and the same initial centroids, in one process.
 Per-iteration time is measured by differencing: (t(m2 iterations) - t(m1 iterations)) / (m2 - m1), so set-up,
 validation and the final assignment cancel out. Each number is the median of several runs, interleaved.
 """
-import argparse, os, resource, subprocess, sys, time, warnings
+import argparse, os, subprocess, sys, time, warnings
+# Three OpenMP runtimes share this process (torch's, scikit-learn's, faiss's) and 2 cores. By default an idle
+# OpenMP thread spins, stealing a core from whichever library runs next; passive waiting makes the runs fair.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import numpy as np
 import torch
 

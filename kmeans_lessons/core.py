@@ -6,20 +6,20 @@
 __all__ = ['INITS', 'init_forgy', 'init_random_partition', 'init_kmeans_plusplus', 'lloyd', 'ConvergenceWarning',
            'NotFittedError', 'get_device', 'check_array', 'KMeans', 'kmeans']
 
-# %% ../nbs/04_kmeans.ipynb #a288c0aa
+# %% ../nbs/04_kmeans.ipynb #34995995
 import inspect, math, numbers, warnings
 import numpy as np
 import torch
-from .assignment import assign, get_distance, SqEuclidean
+from .assignment import assign, get_distance, SqEuclidean, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 
-# %% ../nbs/04_kmeans.ipynb #d2c39f2e
+# %% ../nbs/04_kmeans.ipynb #1694cda4
 def init_forgy(X, k, generator=None, distance=None):
     "Forgy: k distinct data points, drawn without replacement."
     idx = torch.randperm(X.shape[0], generator=generator)[:k].to(X.device)   # (k,)
     return X[idx].clone()
 
-# %% ../nbs/04_kmeans.ipynb #bab3198c
+# %% ../nbs/04_kmeans.ipynb #bdeea50c
 def init_random_partition(X, k, generator=None, distance=None):
     "Random partition: a random label for every point (each cluster gets at least one); centres are the means."
     N = X.shape[0]
@@ -27,37 +27,45 @@ def init_random_partition(X, k, generator=None, distance=None):
     labels[torch.randperm(N, generator=generator)[:k]] = torch.arange(k)    # no cluster starts empty
     return get_distance(distance).centre(X, labels.to(X.device), k)
 
-# %% ../nbs/04_kmeans.ipynb #303e83c6
+# %% ../nbs/04_kmeans.ipynb #c43368e5
 def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=None):
     """Greedy k-means++: each new centre is the best of `2 + floor(ln k)` candidates drawn with
     probability proportional to the distance to the nearest centre chosen so far."""
     dist = get_distance(distance)
     N = X.shape[0]
     L = n_local_trials or 2 + int(math.log(k))
-    def to_cands(idx):                                                       # (N, len(idx))
-        d = dist.pairwise(X, X[idx])
-        if dist.check_output: dist._check(d, X, X[idx])
-        return d
+    if isinstance(dist, SqEuclidean):
+        # candidates x points, (L, N): rows stay contiguous, so the sums below are fast
+        XT = X.T.contiguous() if X.numel() * X.element_size() <= DEFAULT_MEMORY_BUDGET else X.T   # (D, N)
+        xx = (X * X).sum(1)                                                  # (N,), once
+        def to_cands(idx):
+            c = X[idx]                                                       # (L, D)
+            return torch.addmm(xx + (c * c).sum(1, keepdim=True), c, XT, alpha=-2).clamp_min_(0)   # (L, N)
+    else:
+        def to_cands(idx):
+            d = dist.pairwise(X, X[idx])                                     # (N, L)
+            if dist.check_output: dist._check(d, X, X[idx])
+            return d.T.contiguous()                                          # (L, N)
     centers = torch.empty(k, X.shape[1], dtype=X.dtype, device=X.device)   # (k, D)
     first = torch.randint(N, (1,), generator=generator).to(X.device)
     centers[0] = X[first[0]]
-    closest = to_cands(first)[:, 0]                                          # (N,) distance to nearest centre
+    closest = to_cands(first)[0]                                             # (N,) distance to nearest centre
     pot = closest.sum(dtype=torch.float64)
     for c in range(1, k):
         r = torch.rand(L, generator=generator, dtype=torch.float64).to(X.device) * pot   # (L,)
         cum = torch.cumsum(closest, 0, dtype=torch.float64)                 # (N,)
         cand = torch.searchsorted(cum, r).clamp_max_(N - 1)                 # (L,)
-        d = torch.minimum(to_cands(cand), closest[:, None])                 # (N, L)
-        pots = d.sum(0, dtype=torch.float64)                                # (L,)
+        d = torch.minimum(to_cands(cand), closest)                          # (L, N)
+        pots = d.sum(1, dtype=torch.float64)                                # (L,)
         best = pots.argmin()
-        pot, closest = pots[best], d[:, best]
+        pot, closest = pots[best], d[best]
         centers[c] = X[cand[best]]
     return centers
 
-# %% ../nbs/04_kmeans.ipynb #cc056eef
+# %% ../nbs/04_kmeans.ipynb #9b205c43
 INITS = {'k-means++': init_kmeans_plusplus, 'forgy': init_forgy, 'random-partition': init_random_partition}
 
-# %% ../nbs/04_kmeans.ipynb #76dea74f
+# %% ../nbs/04_kmeans.ipynb #093f176c
 def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_size=None, memory_budget=None,
           keep_history=True):
     """Lloyd's iterations from centres `C`, stopping as scikit-learn does: when the labels stop changing,
@@ -82,14 +90,14 @@ def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_si
     return dict(centres=C, labels=labels, inertia=inertias[-1], n_iter=i + 1,
                 history=history if keep_history else [C], inertias=torch.stack(inertias))
 
-# %% ../nbs/04_kmeans.ipynb #41c0b4be
+# %% ../nbs/04_kmeans.ipynb #259f5ac7
 class ConvergenceWarning(UserWarning):
     "K-means found fewer distinct clusters than asked for."
 
 class NotFittedError(ValueError, AttributeError):
     "An estimator was used before `fit`."
 
-# %% ../nbs/04_kmeans.ipynb #b72dadd9
+# %% ../nbs/04_kmeans.ipynb #362bc90e
 def get_device(device=None):
     "`device` as a `torch.device`; 'auto' picks cuda, then mps, then cpu."
     if device is None or device == 'auto':
@@ -99,7 +107,7 @@ def get_device(device=None):
         return torch.device('cpu')
     return torch.device(device)
 
-# %% ../nbs/04_kmeans.ipynb #8d1ca1d3
+# %% ../nbs/04_kmeans.ipynb #1032bd22
 def check_array(X, name='X', *, device=None, dtype=None):
     """`X` as a 2-D, finite, floating-point tensor, never modifying the caller's data.
     Takes a tensor (any device), a NumPy array or a nested list of real numbers."""
@@ -129,14 +137,14 @@ def check_array(X, name='X', *, device=None, dtype=None):
         raise ValueError(f"{name} contains NaN or inf ({bad} value{'s' if bad > 1 else ''}); remove or impute them first")
     return t
 
-# %% ../nbs/04_kmeans.ipynb #72afa213
+# %% ../nbs/04_kmeans.ipynb #9707dd38
 def _check_int(v, name, lo=1):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {type(v).__name__} {v!r}")
     if v < lo: raise ValueError(f"{name} must be >= {lo}; got {v}")
     return int(v)
 
-# %% ../nbs/04_kmeans.ipynb #01abea17
+# %% ../nbs/04_kmeans.ipynb #0173e7e1
 class KMeans:
     """K-means clustering (Lloyd's algorithm) in PyTorch, with scikit-learn's API.
 
@@ -226,10 +234,10 @@ class KMeans:
         X, C, _ = self._check_fitted(X)
         return -float(assign(X, C, self.distance_, memory_budget=self.memory_budget)[1].sum())
 
-# %% ../nbs/04_kmeans.ipynb #4fa741c1
+# %% ../nbs/04_kmeans.ipynb #4a3bb290
 _DEFAULTS = {k: v.default for k, v in inspect.signature(KMeans.__init__).parameters.items() if k != 'self'}
 
-# %% ../nbs/04_kmeans.ipynb #597ba7db
+# %% ../nbs/04_kmeans.ipynb #67cde7ed
 def kmeans(X, k, **kwargs):
     "Functional k-means: `(centroids (k, D), labels (N,))`. Keyword arguments go to `KMeans`."
     km = KMeans(k, **kwargs).fit(X)
