@@ -222,7 +222,7 @@ def animation_html(anim, *, fps=None, embed_limit=None):
     page = _FA_LINK.sub(lambda m: _ICON_CSS, page, count=1)            # no request to a CDN
     size = len(page.encode()) / 2**20
     if size > limit:
-        warnings.warn(f"the animation's HTML is {size:.1f} MB, above the embed limit of {limit:g} MB "
+        warnings.warn(f"the animation's HTML is {size:.3g} MB, above the embed limit of {limit:g} MB "
                       f"(where matplotlib would have dropped frames): all {_n_frames(anim)} frames are kept, "
                       "but use fewer frames, a smaller figsize or a lower dpi to keep notebooks small",
                       AnimationSizeWarning, stacklevel=3)
@@ -321,7 +321,7 @@ class KMeansExplorer:
         self.play = W.Play(value=0, min=0, max=0, interval=interval, description='play')
         W.link((self.play, 'value'), (self.iteration, 'value'))
         W.link((self.play, 'max'), (self.iteration, 'max'))
-        self.image = W.Image(format='png')
+        self.image = W.Image(format='png', layout=W.Layout(width=f'{int(figsize[0] * dpi)}px'))  # natural size, not stretched
         self.status = W.HTML()
         self.widget = W.VBox([W.HBox([self.k, self.seed, self.init]), W.HBox([self.play, self.iteration]),
                               self.image, self.status])

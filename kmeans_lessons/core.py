@@ -6,20 +6,20 @@
 __all__ = ['INITS', 'init_forgy', 'init_random_partition', 'init_kmeans_plusplus', 'lloyd', 'ConvergenceWarning',
            'NotFittedError', 'get_device', 'check_array', 'KMeans', 'kmeans']
 
-# %% ../nbs/04_kmeans.ipynb #34995995
+# %% ../nbs/04_kmeans.ipynb #96692657
 import inspect, math, numbers, warnings
 import numpy as np
 import torch
 from .assignment import assign, get_distance, SqEuclidean, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 
-# %% ../nbs/04_kmeans.ipynb #1694cda4
+# %% ../nbs/04_kmeans.ipynb #805d8d70
 def init_forgy(X, k, generator=None, distance=None):
     "Forgy: k distinct data points, drawn without replacement."
     idx = torch.randperm(X.shape[0], generator=generator)[:k].to(X.device)   # (k,)
     return X[idx].clone()
 
-# %% ../nbs/04_kmeans.ipynb #bdeea50c
+# %% ../nbs/04_kmeans.ipynb #52f9b797
 def init_random_partition(X, k, generator=None, distance=None):
     "Random partition: a random label for every point (each cluster gets at least one); centres are the means."
     N = X.shape[0]
@@ -27,7 +27,7 @@ def init_random_partition(X, k, generator=None, distance=None):
     labels[torch.randperm(N, generator=generator)[:k]] = torch.arange(k)    # no cluster starts empty
     return get_distance(distance).centre(X, labels.to(X.device), k)
 
-# %% ../nbs/04_kmeans.ipynb #c43368e5
+# %% ../nbs/04_kmeans.ipynb #7cad2941
 def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=None):
     """Greedy k-means++: each new centre is the best of `2 + floor(ln k)` candidates drawn with
     probability proportional to the distance to the nearest centre chosen so far."""
@@ -62,10 +62,10 @@ def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=Non
         centers[c] = X[cand[best]]
     return centers
 
-# %% ../nbs/04_kmeans.ipynb #9b205c43
+# %% ../nbs/04_kmeans.ipynb #21f7d2f8
 INITS = {'k-means++': init_kmeans_plusplus, 'forgy': init_forgy, 'random-partition': init_random_partition}
 
-# %% ../nbs/04_kmeans.ipynb #093f176c
+# %% ../nbs/04_kmeans.ipynb #78fb482e
 def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_size=None, memory_budget=None,
           keep_history=True):
     """Lloyd's iterations from centres `C`, stopping as scikit-learn does: when the labels stop changing,
@@ -90,14 +90,14 @@ def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_si
     return dict(centres=C, labels=labels, inertia=inertias[-1], n_iter=i + 1,
                 history=history if keep_history else [C], inertias=torch.stack(inertias))
 
-# %% ../nbs/04_kmeans.ipynb #259f5ac7
+# %% ../nbs/04_kmeans.ipynb #f674ad12
 class ConvergenceWarning(UserWarning):
     "K-means found fewer distinct clusters than asked for."
 
 class NotFittedError(ValueError, AttributeError):
     "An estimator was used before `fit`."
 
-# %% ../nbs/04_kmeans.ipynb #362bc90e
+# %% ../nbs/04_kmeans.ipynb #7f431c7e
 def get_device(device=None):
     "`device` as a `torch.device`; 'auto' picks cuda, then mps, then cpu."
     if device is None or device == 'auto':
@@ -107,7 +107,7 @@ def get_device(device=None):
         return torch.device('cpu')
     return torch.device(device)
 
-# %% ../nbs/04_kmeans.ipynb #1032bd22
+# %% ../nbs/04_kmeans.ipynb #ed8eeae7
 def check_array(X, name='X', *, device=None, dtype=None):
     """`X` as a 2-D, finite, floating-point tensor, never modifying the caller's data.
     Takes a tensor (any device), a NumPy array or a nested list of real numbers."""
@@ -137,14 +137,14 @@ def check_array(X, name='X', *, device=None, dtype=None):
         raise ValueError(f"{name} contains NaN or inf ({bad} value{'s' if bad > 1 else ''}); remove or impute them first")
     return t
 
-# %% ../nbs/04_kmeans.ipynb #9707dd38
+# %% ../nbs/04_kmeans.ipynb #19d91dc4
 def _check_int(v, name, lo=1):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {type(v).__name__} {v!r}")
     if v < lo: raise ValueError(f"{name} must be >= {lo}; got {v}")
     return int(v)
 
-# %% ../nbs/04_kmeans.ipynb #0173e7e1
+# %% ../nbs/04_kmeans.ipynb #1bd5a2cf
 class KMeans:
     """K-means clustering (Lloyd's algorithm) in PyTorch, with scikit-learn's API.
 
@@ -234,10 +234,10 @@ class KMeans:
         X, C, _ = self._check_fitted(X)
         return -float(assign(X, C, self.distance_, memory_budget=self.memory_budget)[1].sum())
 
-# %% ../nbs/04_kmeans.ipynb #4a3bb290
+# %% ../nbs/04_kmeans.ipynb #8ae20350
 _DEFAULTS = {k: v.default for k, v in inspect.signature(KMeans.__init__).parameters.items() if k != 'self'}
 
-# %% ../nbs/04_kmeans.ipynb #67cde7ed
+# %% ../nbs/04_kmeans.ipynb #c5f1daab
 def kmeans(X, k, **kwargs):
     "Functional k-means: `(centroids (k, D), labels (N,))`. Keyword arguments go to `KMeans`."
     km = KMeans(k, **kwargs).fit(X)
