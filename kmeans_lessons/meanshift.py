@@ -84,7 +84,7 @@ def _shift(Y, X, bw, wfn, rows=None, memory_budget=None):
         y = Y[s:s + rows]                                        # (b, D)
         if wfn is _w_gaussian:                                   # log2 weights up to a per-row constant: one addmm
             z = torch.addmm(xx, y, X.T, alpha=-2 * c)            # (b, N)
-            zmax = z.max(1, keepdim=True).values                 # (b, 1)
+            zmax = z.amax(1, keepdim=True)                       # (b, 1): amax, no indices to track
             w = z.sub_(zmax).exp2_()                             # (b, N)
             scale = (zmax[:, 0] + c * (y * y).sum(1)) / _LOG2E    # (b,) natural log
         else: w, scale = wfn(sq_dists(y, X), bw)                 # (b, N)
