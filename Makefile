@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kmeans_lessons_installed
 
-.PHONY: lab test setup export clean-nbs sync readme bench bench-meanshift docs-html
+.PHONY: lab test setup export sync bench bench-meanshift docs-html
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ sync: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash tools/check_sync.sh
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_kmeans.py
+	$(BIN)/python benchmarks/bench_kmeans.py --growth
 
 bench-meanshift: $(STAMP)
 	$(BIN)/python benchmarks/bench_meanshift.py
