@@ -6,20 +6,20 @@
 __all__ = ['INITS', 'init_forgy', 'init_random_partition', 'init_kmeans_plusplus', 'lloyd', 'ConvergenceWarning',
            'NotFittedError', 'get_device', 'check_array', 'KMeans', 'kmeans']
 
-# %% ../nbs/04_kmeans.ipynb #96692657
+# %% ../nbs/04_kmeans.ipynb #4e3e5251
 import inspect, math, numbers, warnings
 import numpy as np
 import torch
 from .assignment import assign, get_distance, SqEuclidean, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 
-# %% ../nbs/04_kmeans.ipynb #805d8d70
+# %% ../nbs/04_kmeans.ipynb #bf6b4f86
 def init_forgy(X, k, generator=None, distance=None):
     "Forgy: k distinct data points, drawn without replacement."
     idx = torch.randperm(X.shape[0], generator=generator)[:k].to(X.device)   # (k,)
     return X[idx].clone()
 
-# %% ../nbs/04_kmeans.ipynb #52f9b797
+# %% ../nbs/04_kmeans.ipynb #8d4d44ba
 def init_random_partition(X, k, generator=None, distance=None):
     "Random partition: a random label for every point (each cluster gets at least one); centres are the means."
     N = X.shape[0]
@@ -27,7 +27,7 @@ def init_random_partition(X, k, generator=None, distance=None):
     labels[torch.randperm(N, generator=generator)[:k]] = torch.arange(k)    # no cluster starts empty
     return get_distance(distance).centre(X, labels.to(X.device), k)
 
-# %% ../nbs/04_kmeans.ipynb #7cad2941
+# %% ../nbs/04_kmeans.ipynb #747856c3
 def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=None):
     """Greedy k-means++: each new centre is the best of `2 + floor(ln k)` candidates drawn with
     probability proportional to the distance to the nearest centre chosen so far."""
@@ -44,7 +44,10 @@ def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=Non
     else:
         def to_cands(idx):
             d = dist.pairwise(X, X[idx])                                     # (N, L)
-            if dist.check_output: dist._check(d, X, X[idx])
+            if dist.check_output:
+                try: dist._check(d, X, X[idx])
+                except ValueError as e:
+                    raise ValueError(f"{e} (k-means++ was scoring {len(idx)} candidate centre(s) against all points)") from None
             return d.T.contiguous()                                          # (L, N)
     centers = torch.empty(k, X.shape[1], dtype=X.dtype, device=X.device)   # (k, D)
     first = torch.randint(N, (1,), generator=generator).to(X.device)
@@ -62,10 +65,10 @@ def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=Non
         centers[c] = X[cand[best]]
     return centers
 
-# %% ../nbs/04_kmeans.ipynb #21f7d2f8
+# %% ../nbs/04_kmeans.ipynb #85a1cb30
 INITS = {'k-means++': init_kmeans_plusplus, 'forgy': init_forgy, 'random-partition': init_random_partition}
 
-# %% ../nbs/04_kmeans.ipynb #78fb482e
+# %% ../nbs/04_kmeans.ipynb #9b1229ba
 def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_size=None, memory_budget=None,
           keep_history=True):
     """Lloyd's iterations from centres `C`, stopping as scikit-learn does: when the labels stop changing,
@@ -90,14 +93,14 @@ def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_si
     return dict(centres=C, labels=labels, inertia=inertias[-1], n_iter=i + 1,
                 history=history if keep_history else [C], inertias=torch.stack(inertias))
 
-# %% ../nbs/04_kmeans.ipynb #f674ad12
+# %% ../nbs/04_kmeans.ipynb #f42e42bf
 class ConvergenceWarning(UserWarning):
     "K-means found fewer distinct clusters than asked for."
 
 class NotFittedError(ValueError, AttributeError):
     "An estimator was used before `fit`."
 
-# %% ../nbs/04_kmeans.ipynb #7f431c7e
+# %% ../nbs/04_kmeans.ipynb #e02d8d13
 def get_device(device=None):
     "`device` as a `torch.device`; 'auto' picks cuda, then mps, then cpu."
     if device is None or device == 'auto':
@@ -107,7 +110,7 @@ def get_device(device=None):
         return torch.device('cpu')
     return torch.device(device)
 
-# %% ../nbs/04_kmeans.ipynb #ed8eeae7
+# %% ../nbs/04_kmeans.ipynb #84a16871
 def check_array(X, name='X', *, device=None, dtype=None):
     """`X` as a 2-D, finite, floating-point tensor, never modifying the caller's data.
     Takes a tensor (any device), a NumPy array or a nested list of real numbers."""
@@ -137,14 +140,14 @@ def check_array(X, name='X', *, device=None, dtype=None):
         raise ValueError(f"{name} contains NaN or inf ({bad} value{'s' if bad > 1 else ''}); remove or impute them first")
     return t
 
-# %% ../nbs/04_kmeans.ipynb #19d91dc4
+# %% ../nbs/04_kmeans.ipynb #2e8f4257
 def _check_int(v, name, lo=1):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {type(v).__name__} {v!r}")
     if v < lo: raise ValueError(f"{name} must be >= {lo}; got {v}")
     return int(v)
 
-# %% ../nbs/04_kmeans.ipynb #1bd5a2cf
+# %% ../nbs/04_kmeans.ipynb #5a5c07e1
 class KMeans:
     """K-means clustering (Lloyd's algorithm) in PyTorch, with scikit-learn's API.
 
@@ -234,10 +237,10 @@ class KMeans:
         X, C, _ = self._check_fitted(X)
         return -float(assign(X, C, self.distance_, memory_budget=self.memory_budget)[1].sum())
 
-# %% ../nbs/04_kmeans.ipynb #8ae20350
+# %% ../nbs/04_kmeans.ipynb #92b53345
 _DEFAULTS = {k: v.default for k, v in inspect.signature(KMeans.__init__).parameters.items() if k != 'self'}
 
-# %% ../nbs/04_kmeans.ipynb #c5f1daab
+# %% ../nbs/04_kmeans.ipynb #ee382a62
 def kmeans(X, k, **kwargs):
     "Functional k-means: `(centroids (k, D), labels (N,))`. Keyword arguments go to `KMeans`."
     km = KMeans(k, **kwargs).fit(X)
