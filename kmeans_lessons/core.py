@@ -6,20 +6,20 @@
 __all__ = ['INITS', 'init_forgy', 'init_random_partition', 'init_kmeans_plusplus', 'lloyd', 'ConvergenceWarning',
            'NotFittedError', 'get_device', 'check_array', 'KMeans', 'kmeans']
 
-# %% ../nbs/04_kmeans.ipynb #4e3e5251
+# %% ../nbs/04_kmeans.ipynb #a43fddc1
 import inspect, math, numbers, warnings
 import numpy as np
 import torch
 from .assignment import assign, get_distance, SqEuclidean, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 
-# %% ../nbs/04_kmeans.ipynb #bf6b4f86
+# %% ../nbs/04_kmeans.ipynb #36d2d4af
 def init_forgy(X, k, generator=None, distance=None):
     "Forgy: k distinct data points, drawn without replacement."
     idx = torch.randperm(X.shape[0], generator=generator)[:k].to(X.device)   # (k,)
     return X[idx].clone()
 
-# %% ../nbs/04_kmeans.ipynb #8d4d44ba
+# %% ../nbs/04_kmeans.ipynb #f0b9b6d1
 def init_random_partition(X, k, generator=None, distance=None):
     "Random partition: a random label for every point (each cluster gets at least one); centres are the means."
     N = X.shape[0]
@@ -27,7 +27,7 @@ def init_random_partition(X, k, generator=None, distance=None):
     labels[torch.randperm(N, generator=generator)[:k]] = torch.arange(k)    # no cluster starts empty
     return get_distance(distance).centre(X, labels.to(X.device), k)
 
-# %% ../nbs/04_kmeans.ipynb #747856c3
+# %% ../nbs/04_kmeans.ipynb #8a073759
 def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=None):
     """Greedy k-means++: each new centre is the best of `2 + floor(ln k)` candidates drawn with
     probability proportional to the distance to the nearest centre chosen so far."""
@@ -65,10 +65,10 @@ def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=Non
         centers[c] = X[cand[best]]
     return centers
 
-# %% ../nbs/04_kmeans.ipynb #85a1cb30
+# %% ../nbs/04_kmeans.ipynb #8e40eaa2
 INITS = {'k-means++': init_kmeans_plusplus, 'forgy': init_forgy, 'random-partition': init_random_partition}
 
-# %% ../nbs/04_kmeans.ipynb #9b1229ba
+# %% ../nbs/04_kmeans.ipynb #003feb17
 def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_size=None, memory_budget=None,
           keep_history=True):
     """Lloyd's iterations from centres `C`, stopping as scikit-learn does: when the labels stop changing,
@@ -93,14 +93,14 @@ def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_si
     return dict(centres=C, labels=labels, inertia=inertias[-1], n_iter=i + 1,
                 history=history if keep_history else [C], inertias=torch.stack(inertias))
 
-# %% ../nbs/04_kmeans.ipynb #f42e42bf
+# %% ../nbs/04_kmeans.ipynb #d7023b0a
 class ConvergenceWarning(UserWarning):
     "K-means found fewer distinct clusters than asked for."
 
 class NotFittedError(ValueError, AttributeError):
     "An estimator was used before `fit`."
 
-# %% ../nbs/04_kmeans.ipynb #e02d8d13
+# %% ../nbs/04_kmeans.ipynb #b2b6fb63
 def get_device(device=None):
     "`device` as a `torch.device`; 'auto' picks cuda, then mps, then cpu."
     if device is None or device == 'auto':
@@ -110,7 +110,7 @@ def get_device(device=None):
         return torch.device('cpu')
     return torch.device(device)
 
-# %% ../nbs/04_kmeans.ipynb #84a16871
+# %% ../nbs/04_kmeans.ipynb #0f7feada
 def check_array(X, name='X', *, device=None, dtype=None):
     """`X` as a 2-D, finite, floating-point tensor, never modifying the caller's data.
     Takes a tensor (any device), a NumPy array or a nested list of real numbers."""
@@ -140,14 +140,14 @@ def check_array(X, name='X', *, device=None, dtype=None):
         raise ValueError(f"{name} contains NaN or inf ({bad} value{'s' if bad > 1 else ''}); remove or impute them first")
     return t
 
-# %% ../nbs/04_kmeans.ipynb #2e8f4257
+# %% ../nbs/04_kmeans.ipynb #a1bba86e
 def _check_int(v, name, lo=1):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {type(v).__name__} {v!r}")
     if v < lo: raise ValueError(f"{name} must be >= {lo}; got {v}")
     return int(v)
 
-# %% ../nbs/04_kmeans.ipynb #5a5c07e1
+# %% ../nbs/04_kmeans.ipynb #627cc8f1
 class KMeans:
     """K-means clustering (Lloyd's algorithm) in PyTorch, with scikit-learn's API.
 
@@ -191,15 +191,20 @@ class KMeans:
         if self.seed is None: g.seed()
         else: g.manual_seed(self.seed)
         tol = dist.tolerance_scale(X) * self.tol if self.tol else 0.0     # relative to the data's spread
+        # The expansion ||x||^2 - 2x.c + ||c||^2 loses digits to cancellation when the data sit far from the
+        # origin (lesson 01): work on centred data, as scikit-learn does, and shift the centres back at the end.
+        shift = X.mean(0) if isinstance(dist, SqEuclidean) else torch.zeros_like(X[0])    # (D,)
+        Xc = X - shift if isinstance(dist, SqEuclidean) else X                             # (N, D)
         best = None
         for _ in range(1 if torch.is_tensor(init) else self.n_init):
-            C0 = init.clone() if torch.is_tensor(init) else INITS[init](X, k, g, dist)
-            res = lloyd(X, C0, dist, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
+            C0 = init - shift if torch.is_tensor(init) else INITS[init](Xc, k, g, dist)
+            res = lloyd(Xc, C0, dist, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
                         memory_budget=self.memory_budget, keep_history=self.keep_history)
             if best is None or res['inertia'] < best['inertia']: best = res
-        self.cluster_centers_, self.labels_ = best['centres'], best['labels']
+        self.cluster_centers_, self.labels_ = best['centres'] + shift, best['labels']
         self.inertia_, self.n_iter_ = float(best['inertia']), best['n_iter']
-        self.history_, self.inertia_history_ = best['history'], best['inertias'].tolist()
+        self.history_ = [c + shift for c in best['history']]
+        self.inertia_history_ = best['inertias'].tolist()
         self.n_features_in_, self.distance_ = X.shape[1], dist
         n_distinct = int(torch.unique(self.labels_).numel())
         if n_distinct < k:
@@ -237,10 +242,10 @@ class KMeans:
         X, C, _ = self._check_fitted(X)
         return -float(assign(X, C, self.distance_, memory_budget=self.memory_budget)[1].sum())
 
-# %% ../nbs/04_kmeans.ipynb #92b53345
+# %% ../nbs/04_kmeans.ipynb #b17b3067
 _DEFAULTS = {k: v.default for k, v in inspect.signature(KMeans.__init__).parameters.items() if k != 'self'}
 
-# %% ../nbs/04_kmeans.ipynb #ee382a62
+# %% ../nbs/04_kmeans.ipynb #ae831956
 def kmeans(X, k, **kwargs):
     "Functional k-means: `(centroids (k, D), labels (N,))`. Keyword arguments go to `KMeans`."
     km = KMeans(k, **kwargs).fit(X)

@@ -263,3 +263,15 @@ def test_cuda_matches_cpu():
     gpu = KMeans(10, init=init.cuda(), tol=0).fit(X.cuda())
     assert gpu.labels_.device.type == 'cuda'
     assert torch.equal(cpu.labels_, gpu.labels_.cpu())
+
+
+@pytest.mark.parametrize('offset', [1e3, 1e4, 3e4])
+def test_float32_far_from_origin_matches_float64(offset):
+    # without centring, the float32 expansion mislabels about a third of these points at offset 1e4
+    X = torch.from_numpy(make_blobs(1500, 2, centers=6, cluster_std=2.0, random_state=0)[0]) + offset
+    init = X[torch.arange(0, 1500, 250)]
+    ref = KMeans(6, init=init, tol=0).fit(X)
+    f32 = KMeans(6, init=init.float(), tol=0).fit(X.float())
+    assert torch.equal(ref.labels_, f32.labels_)          # (the float32 start is rounded, so n_iter_ may differ by one)
+    torch.testing.assert_close(f32.cluster_centers_, ref.cluster_centers_.float(), rtol=0, atol=offset * 1e-6)
+    assert f32.history_[0].sub(init.float()).abs().max() <= offset * 1e-6     # history is in the caller's coordinates
