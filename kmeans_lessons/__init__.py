@@ -9,7 +9,7 @@ __all__ = ['sample_blobs', 'plot_data', 'sq_dists', 'assign', 'Distance', 'SqEuc
            'benchmark', 'animate_kmeans', 'animate_points', 'show_animation', 'save_animation', 'kmeans_explorer',
            'MeanShift', 'estimate_bandwidth', 'CosineDistance', 'IoUDistance', 'iou_distance']
 
-# %% ../nbs/index.ipynb #866ae21a
+# %% ../nbs/index.ipynb #d38e1763
 from .data import *
 from .distances import *
 from .assignment import *
