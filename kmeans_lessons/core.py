@@ -6,20 +6,20 @@
 __all__ = ['INITS', 'init_forgy', 'init_random_partition', 'init_kmeans_plusplus', 'lloyd', 'ConvergenceWarning',
            'NotFittedError', 'get_device', 'check_array', 'KMeans', 'kmeans']
 
-# %% ../nbs/04_kmeans.ipynb #a43fddc1
+# %% ../nbs/04_kmeans.ipynb #c0d43c49
 import inspect, math, numbers, warnings
 import numpy as np
 import torch
 from .assignment import assign, get_distance, SqEuclidean, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 
-# %% ../nbs/04_kmeans.ipynb #36d2d4af
+# %% ../nbs/04_kmeans.ipynb #4bf7a8cc
 def init_forgy(X, k, generator=None, distance=None):
     "Forgy: k distinct data points, drawn without replacement."
     idx = torch.randperm(X.shape[0], generator=generator)[:k].to(X.device)   # (k,)
     return X[idx].clone()
 
-# %% ../nbs/04_kmeans.ipynb #f0b9b6d1
+# %% ../nbs/04_kmeans.ipynb #12f229a2
 def init_random_partition(X, k, generator=None, distance=None):
     "Random partition: a random label for every point (each cluster gets at least one); centres are the means."
     N = X.shape[0]
@@ -27,7 +27,7 @@ def init_random_partition(X, k, generator=None, distance=None):
     labels[torch.randperm(N, generator=generator)[:k]] = torch.arange(k)    # no cluster starts empty
     return get_distance(distance).centre(X, labels.to(X.device), k)
 
-# %% ../nbs/04_kmeans.ipynb #8a073759
+# %% ../nbs/04_kmeans.ipynb #21c7ca56
 def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=None):
     """Greedy k-means++: each new centre is the best of `2 + floor(ln k)` candidates drawn with
     probability proportional to the distance to the nearest centre chosen so far."""
@@ -65,10 +65,10 @@ def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=Non
         centers[c] = X[cand[best]]
     return centers
 
-# %% ../nbs/04_kmeans.ipynb #8e40eaa2
+# %% ../nbs/04_kmeans.ipynb #df35149f
 INITS = {'k-means++': init_kmeans_plusplus, 'forgy': init_forgy, 'random-partition': init_random_partition}
 
-# %% ../nbs/04_kmeans.ipynb #003feb17
+# %% ../nbs/04_kmeans.ipynb #31c6f4a3
 def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_size=None, memory_budget=None,
           keep_history=True):
     """Lloyd's iterations from centres `C`, stopping as scikit-learn does: when the labels stop changing,
@@ -93,14 +93,14 @@ def lloyd(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_si
     return dict(centres=C, labels=labels, inertia=inertias[-1], n_iter=i + 1,
                 history=history if keep_history else [C], inertias=torch.stack(inertias))
 
-# %% ../nbs/04_kmeans.ipynb #d7023b0a
+# %% ../nbs/04_kmeans.ipynb #fec4281f
 class ConvergenceWarning(UserWarning):
     "K-means found fewer distinct clusters than asked for."
 
 class NotFittedError(ValueError, AttributeError):
     "An estimator was used before `fit`."
 
-# %% ../nbs/04_kmeans.ipynb #b2b6fb63
+# %% ../nbs/04_kmeans.ipynb #ffb1984e
 def get_device(device=None):
     "`device` as a `torch.device`; 'auto' picks cuda, then mps, then cpu."
     if device is None or device == 'auto':
@@ -110,7 +110,7 @@ def get_device(device=None):
         return torch.device('cpu')
     return torch.device(device)
 
-# %% ../nbs/04_kmeans.ipynb #0f7feada
+# %% ../nbs/04_kmeans.ipynb #86eab8bf
 def check_array(X, name='X', *, device=None, dtype=None):
     """`X` as a 2-D, finite, floating-point tensor, never modifying the caller's data.
     Takes a tensor (any device), a NumPy array or a nested list of real numbers."""
@@ -140,14 +140,22 @@ def check_array(X, name='X', *, device=None, dtype=None):
         raise ValueError(f"{name} contains NaN or inf ({bad} value{'s' if bad > 1 else ''}); remove or impute them first")
     return t
 
-# %% ../nbs/04_kmeans.ipynb #a1bba86e
-def _check_int(v, name, lo=1):
+# %% ../nbs/04_kmeans.ipynb #73b46237
+def _check_int(v, name, lo=1, none=False):
+    if v is None and none: return None
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(v).__name__} {v!r}")
+        raise TypeError(f"{name} must be an int{' or None' if none else ''}; got {type(v).__name__} {v!r}")
     if v < lo: raise ValueError(f"{name} must be >= {lo}; got {v}")
     return int(v)
 
-# %% ../nbs/04_kmeans.ipynb #627cc8f1
+def _generator(seed):
+    "A CPU `torch.Generator`: seeded from `seed` (an int >= 0), or from fresh entropy when `seed` is None."
+    g = torch.Generator()
+    if seed is None: g.seed()
+    else: g.manual_seed(_check_int(seed, 'seed', lo=0))
+    return g
+
+# %% ../nbs/04_kmeans.ipynb #20053967
 class KMeans:
     """K-means clustering (Lloyd's algorithm) in PyTorch, with scikit-learn's API.
 
@@ -169,7 +177,6 @@ class KMeans:
         _check_int(self.n_init, 'n_init'); _check_int(self.max_iter, 'max_iter')
         if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
             raise ValueError(f"tol must be a real number >= 0; got {self.tol!r}")
-        if self.seed is not None: _check_int(self.seed, 'seed', lo=0)
         if X.shape[0] < k: raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}")
         init = self.init
         if isinstance(init, str):
@@ -187,9 +194,7 @@ class KMeans:
         X = check_array(X, device=None if self.device is None else get_device(self.device))
         k, init = self._check_params(X)
         dist = get_distance(self.distance)
-        g = torch.Generator()
-        if self.seed is None: g.seed()
-        else: g.manual_seed(self.seed)
+        g = _generator(self.seed)
         tol = dist.tolerance_scale(X) * self.tol if self.tol else 0.0     # relative to the data's spread
         # The expansion ||x||^2 - 2x.c + ||c||^2 loses digits to cancellation when the data sit far from the
         # origin (lesson 01): work on centred data, as scikit-learn does, and shift the centres back at the end.
@@ -242,10 +247,10 @@ class KMeans:
         X, C, _ = self._check_fitted(X)
         return -float(assign(X, C, self.distance_, memory_budget=self.memory_budget)[1].sum())
 
-# %% ../nbs/04_kmeans.ipynb #b17b3067
+# %% ../nbs/04_kmeans.ipynb #60b7a2a4
 _DEFAULTS = {k: v.default for k, v in inspect.signature(KMeans.__init__).parameters.items() if k != 'self'}
 
-# %% ../nbs/04_kmeans.ipynb #ae831956
+# %% ../nbs/04_kmeans.ipynb #9c8d888b
 def kmeans(X, k, **kwargs):
     "Functional k-means: `(centroids (k, D), labels (N,))`. Keyword arguments go to `KMeans`."
     km = KMeans(k, **kwargs).fit(X)

@@ -8,7 +8,7 @@ __all__ = ['KERNELS', 'gaussian', 'tri', 'flat', 'meanshift_step', 'estimate_ban
 # %% ../nbs/07_meanshift.ipynb #9a85d967
 import math, numbers, warnings
 import torch
-from .core import check_array, get_device, ConvergenceWarning, NotFittedError
+from .core import check_array, get_device, ConvergenceWarning, NotFittedError, _check_int, _generator
 from .assignment import chunk_rows, DEFAULT_MEMORY_BUDGET, assign
 from .distances import sq_dists
 
@@ -112,21 +112,6 @@ def _merge(Y, logd, converged, radius, min_size):
     new_id = keep.long().cumsum(0) - 1
     owner = torch.where((owner >= 0) & keep[owner.clamp_min(0)], new_id[owner.clamp_min(0)], -1)
     return Y[leaders[keep]], owner
-
-# %% ../nbs/07_meanshift.ipynb #b01bbacd
-def _check_int(v, name, lo=1, none=False):
-    if v is None and none: return None
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int{' or None' if none else ''}; got {type(v).__name__} {v!r}")
-    if v < lo: raise ValueError(f"{name} must be >= {lo}; got {v}")
-    return int(v)
-
-# %% ../nbs/07_meanshift.ipynb #b6f43fd5
-def _generator(seed):
-    g = torch.Generator()
-    if seed is None: g.seed()
-    else: g.manual_seed(_check_int(seed, 'seed', lo=0))
-    return g
 
 # %% ../nbs/07_meanshift.ipynb #b098be29
 def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, seed=None, batch_size=None, memory_budget=None):
