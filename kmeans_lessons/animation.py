@@ -6,7 +6,7 @@
 __all__ = ['cluster_colors', 'pca_basis', 'animate_kmeans', 'AnimationSizeWarning', 'animation_html', 'jshtml_frame_count',
            'show_animation', 'animate_points', 'save_animation', 'KMeansExplorer', 'kmeans_explorer']
 
-# %% ../nbs/06_animation.ipynb #b3cbc211
+# %% ../nbs/06_animation.ipynb #b341b898
 import base64, html, io, re, warnings
 from pathlib import Path
 import numpy as np
@@ -16,16 +16,18 @@ import matplotlib.pyplot as plt
 from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.colors import ListedColormap
 from .assignment import assign
-from .core import KMeans, INITS, check_array
+from .estimators import KMeans
+from .lloyd import INITS
+from .validation import check_array
 
-# %% ../nbs/06_animation.ipynb #c797f6a2
+# %% ../nbs/06_animation.ipynb #7dbf66e7
 def cluster_colors(k):
     "`k` distinct RGBA colours (k, 4): tab10 up to 10 clusters, tab20 up to 20, then evenly spaced turbo."
     if k <= 10: return plt.get_cmap('tab10')(np.arange(k))
     if k <= 20: return plt.get_cmap('tab20')(np.arange(k))
     return plt.get_cmap('turbo')(np.linspace(0, 1, k))
 
-# %% ../nbs/06_animation.ipynb #6fe2072b
+# %% ../nbs/06_animation.ipynb #12c4f6c4
 def pca_basis(X, n_components=2):
     """Principal axes of `X` (N, D) from the SVD of the centred data: `(mean (D,), components (n, D), explained (n,))`,
     `explained` being each axis's share of the variance. Signs are fixed (largest entry positive) so plots repeat."""
@@ -38,7 +40,7 @@ def pca_basis(X, n_components=2):
     var = S ** 2
     return mean, comps, var[:n_components] / var.sum()
 
-# %% ../nbs/06_animation.ipynb #2ba25c4f
+# %% ../nbs/06_animation.ipynb #5c79edf8
 def _np(t): return t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)
 
 class _Scene:
@@ -138,7 +140,7 @@ class _Scene:
         self.fig.savefig(buf, format='png')
         return buf.getvalue()
 
-# %% ../nbs/06_animation.ipynb #0a5b0f1e
+# %% ../nbs/06_animation.ipynb #f8db02b6
 def _history(X, km_or_history):
     "Centroid history as a list of (k, D) tensors on X's device, plus the distance to assign with."
     if hasattr(km_or_history, 'fit') and hasattr(km_or_history, 'n_clusters'):     # a KMeans (or one like it)
@@ -162,7 +164,7 @@ def _history(X, km_or_history):
                              f"(k centres with X's {X.shape[1]} features)")
     return hist, distance
 
-# %% ../nbs/06_animation.ipynb #396f915c
+# %% ../nbs/06_animation.ipynb #8b6bca95
 def animate_kmeans(X, km_or_history, *, trails=True, voronoi=False, interval=500, repeat=False,
                    figsize=(5, 5), dpi=80, s=4, alpha=0.6, title='iteration {i} · inertia {inertia:,.1f}'):
     """A `FuncAnimation` of k-means converging on `X` (N, D): one frame per entry of the centroid history
@@ -194,7 +196,7 @@ def animate_kmeans(X, km_or_history, *, trails=True, voronoi=False, interval=500
     anim._draw_was_started = True     # frames are drawn on demand: an animation dropped unrendered is harmless
     return anim
 
-# %% ../nbs/06_animation.ipynb #a877b739
+# %% ../nbs/06_animation.ipynb #ba2b0691
 class AnimationSizeWarning(UserWarning):
     "An embedded animation is larger than matplotlib's `animation.embed_limit`."
 
@@ -237,7 +239,7 @@ def show_animation(anim, *, fps=None, embed_limit=None):
     from IPython.display import HTML
     return HTML(animation_html(anim, fps=fps, embed_limit=embed_limit))
 
-# %% ../nbs/06_animation.ipynb #b4f7f23e
+# %% ../nbs/06_animation.ipynb #81e0c8c6
 def animate_points(frames, labels=None, centres=None, *, title='frame {i}', interval=300, repeat=False,
                    figsize=(5, 5), dpi=80, s=4, alpha=0.6):
     """A `FuncAnimation` of a point cloud moving: `frames` is a sequence of (N, D) arrays or tensors (or one
@@ -279,7 +281,7 @@ def animate_points(frames, labels=None, centres=None, *, title='frame {i}', inte
     anim._draw_was_started = True     # frames are drawn on demand: an animation dropped unrendered is harmless
     return anim
 
-# %% ../nbs/06_animation.ipynb #7223e774
+# %% ../nbs/06_animation.ipynb #34f89712
 def save_animation(anim, path, fps=None, *, embed_limit=None):
     """Save `anim` as a `.gif` (Pillow, no ffmpeg needed) or as a self-contained `.html` page (the jshtml player).
     `fps` defaults to the animation's own speed. Returns the path."""
@@ -299,7 +301,7 @@ def save_animation(anim, path, fps=None, *, embed_limit=None):
                         f'<title>{html.escape(path.stem)}</title></head>\n<body>\n{body}\n</body>\n</html>\n', encoding='utf-8')
     return path
 
-# %% ../nbs/06_animation.ipynb #efa85a86
+# %% ../nbs/06_animation.ipynb #f794b053
 class KMeansExplorer:
     """An ipywidgets UI for k-means on `X`: sliders for k and the iteration, a seed box, an init menu and a
     play button. Each fit's history is computed once; moving through it only updates the artists of one
@@ -334,7 +336,7 @@ class KMeansExplorer:
         "Fit k-means for the current k, seed and init; go to the last iteration."
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            self.km = KMeans(self.k.value, init=self.init.value, seed=self.seed.value, max_iter=self.max_iter).fit(self.X)
+            self.km = KMeans(self.k.value, init=self.init.value, n_init=1, random_state=self.seed.value, max_iter=self.max_iter).fit(self.X)
         pairs = [assign(self.X, C) for C in self.km.history_]
         self.labels = [l for l, _ in pairs]
         self.inertias = [float(d.sum()) for _, d in pairs]
