@@ -564,3 +564,20 @@ def test_error_inside_a_checker_function_called_by_the_student_shows_no_checker_
     assert not ok and 'return f(repeat)' in out and 'TypeError' in out, out
     frames = [l for l in out.splitlines() if l.strip().startswith('File ')]
     assert frames and all('test_exercises.py' in f for f in frames), out
+
+
+ODD_ANSWERS = [lambda *a: 42, lambda *a: 'text', lambda *a: (1, 2), lambda *a: np.zeros(3),
+               lambda *a: torch.tensor(float('nan')), lambda *a: torch.zeros(3, requires_grad=True),
+               lambda *a: torch.ones(2, 2, dtype=torch.bool), lambda *a: [torch.zeros(2), torch.ones(3)]]
+
+
+@pytest.mark.parametrize('name', [e.name for e in ex.names()])
+def test_odd_answers_get_a_verdict_never_a_checker_error(name, capsys):
+    for fn in ODD_ANSWERS:
+        ok, out = verdict(capsys, name, fn)
+        assert not ok and 'checker itself failed' not in out and out.startswith(f"✗ {name}"), out
+
+
+def test_wrong_signature_is_named(capsys):
+    ok, out = verdict(capsys, 'sq_dists', lambda x: x)
+    assert not ok and 'signature' in out and '(x, c)' in out, out
