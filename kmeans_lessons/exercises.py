@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['Exercise', 'check', 'names', 'hint', 'solution']
 
-# %% ../nbs/92_exercises.ipynb #46c9e3c1
+# %% ../nbs/92_exercises.ipynb #da0f5ec5
 import ast, difflib, inspect, math, textwrap, time, traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-# %% ../nbs/92_exercises.ipynb #c98e7435
+# %% ../nbs/92_exercises.ipynb #44fd1365
 class Exercise(NamedTuple):
     "One exercise as `names()` lists it: its lesson, its name and what it asks for."
     lesson: str
@@ -28,7 +28,7 @@ class _Listing(list):
         w = max(len(e.name) for e in self)
         return '\n'.join(f"{e.lesson}  {e.name:<{w}}  {e.summary}" for e in self)
 
-# %% ../nbs/92_exercises.ipynb #756fcc24
+# %% ../nbs/92_exercises.ipynb #f98bb528
 @dataclass
 class _Case:
     "One input: what it is about, the arguments, the tolerance, and a note shown if it fails."
@@ -59,7 +59,7 @@ class _Spec:
 _SPECS = {}
 def _register(spec): _SPECS[spec.name] = spec
 
-# %% ../nbs/92_exercises.ipynb #c6fdb43c
+# %% ../nbs/92_exercises.ipynb #4e97e09f
 class _Failure(Exception):
     "A wrong answer, with everything its verdict shows."
     def __init__(self, problem, hint='', *, where='', inputs=(), expected=None, got=None,
@@ -76,7 +76,7 @@ class _Shown:
     def __init__(self, text): self.text = text
     def __repr__(self): return self.text
 
-# %% ../nbs/92_exercises.ipynb #70647911
+# %% ../nbs/92_exercises.ipynb #1fc2159c
 class _Spy(TorchFunctionMode):
     "Watches the torch calls made inside it: the functions' names and the size of the largest result."
     def __init__(self):
@@ -89,7 +89,7 @@ class _Spy(TorchFunctionMode):
             if isinstance(t, torch.Tensor): self.biggest = max(self.biggest, t.numel())
         return out
 
-# %% ../nbs/92_exercises.ipynb #5972288c
+# %% ../nbs/92_exercises.ipynb #9e2e26d3
 _TORCH_DIR = str(Path(torch.__file__).parent)
 
 def _frame_name(filename):
@@ -138,7 +138,7 @@ def _quiet(fn, *args):
     try: return fn(*args)
     except Exception: return None
 
-# %% ../nbs/92_exercises.ipynb #e1a31be0
+# %% ../nbs/92_exercises.ipynb #448321ef
 def _placeholder(s):
     "Is statement `s` one a stub is made of?"
     if isinstance(s, ast.Pass): return True
@@ -162,7 +162,7 @@ def _is_stub(fn):
         body = body[1:]
     return all(_placeholder(s) for s in body)
 
-# %% ../nbs/92_exercises.ipynb #617fc381
+# %% ../nbs/92_exercises.ipynb #370dfca1
 def _dt(dtype): return str(dtype).replace('torch.', '')
 
 def _nums(t, digits=3):
@@ -219,7 +219,7 @@ def _compare(got, exp, rtol=1e-4, atol=1e-5):
         return None
     raise TypeError(f"the checker cannot compare with a {type(exp).__name__}")
 
-# %% ../nbs/92_exercises.ipynb #f55faf89
+# %% ../nbs/92_exercises.ipynb #54cec216
 def _show(v, indent=0):
     "A short, readable text for an input or an answer."
     if isinstance(v, torch.Tensor):
@@ -261,7 +261,7 @@ def _render(name, f):
     if f.hint: lines.append(f"  hint:     {f.hint}")
     return '\n'.join(lines)
 
-# %% ../nbs/92_exercises.ipynb #bb0c777e
+# %% ../nbs/92_exercises.ipynb #4bb8ba13
 def _fresh(args): return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
 
 def _arg_names(fn): return list(inspect.signature(fn).parameters)
@@ -331,7 +331,7 @@ def _run_cases(spec, fn):
                                     where=where, inputs=inputs, show_values=False)
     return f"all {len(cases)} cases"
 
-# %% ../nbs/92_exercises.ipynb #4d18c62f
+# %% ../nbs/92_exercises.ipynb #2e1c5993
 def _not_yet(name):
     return (f"· {name}: not attempted yet. Replace the `...` in `{name}` with your code, then run its cell "
             f"and this one again. (Stuck? hint('{name}'). The answer: solution('{name}').)")
@@ -365,7 +365,7 @@ def check(name, fn):
     print(f"✓ {name}: passed {detail}.")
     return True
 
-# %% ../nbs/92_exercises.ipynb #6db70caa
+# %% ../nbs/92_exercises.ipynb #979df18d
 def names(lesson=None):
     "Every exercise (or those of one `lesson`, e.g. 4 or '04'): lesson, name and summary."
     want = None if lesson is None else f"{int(lesson):02d}"
@@ -399,7 +399,7 @@ def _stub_source(name):
     doc = f'"{doc}"' if '\n' not in doc else '"""' + doc.replace('\n', '\n    ') + '"""'
     return f'{sig}\n    {doc}\n    ...  # your code here'
 
-# %% ../nbs/92_exercises.ipynb #53767fd4
+# %% ../nbs/92_exercises.ipynb #5a9e8143
 def _t(rows, dtype=torch.float32): return torch.tensor(rows, dtype=dtype)
 
 def _rn(seed, *shape, dtype=torch.float32):
@@ -430,7 +430,7 @@ def _row_index(got, x):
     eq = (got[:, None, :] == x[None, :, :]).all(-1)            # (m, n)
     return torch.where(eq.any(1), eq.float().argmax(1), torch.full((len(got),), -1))
 
-# %% ../nbs/92_exercises.ipynb #8f62d9f5
+# %% ../nbs/92_exercises.ipynb #ef41c928
 def _centre(x):
     "Subtract each column's mean from x (n, D): the centred data, a new (n, D) tensor."
     return x - x.mean(0)                        # (n, D) - (D,): the means broadcast over the rows
@@ -450,7 +450,7 @@ _register(_Spec('centre', '00', "subtract each column's mean (centre the data)",
             "you subtracted one overall mean of all the numbers. Each column needs its own mean: "
             "x.mean(0), shape (D,).")]))
 
-# %% ../nbs/92_exercises.ipynb #0c018a4c
+# %% ../nbs/92_exercises.ipynb #708e349f
 def _random_centres(k, D, box, generator):
     """k centres (k, D) uniform in the box [-box, box] in every coordinate, drawn with
     `generator`."""
@@ -498,7 +498,7 @@ _register(_Spec('random_centres', '00', "k random centres, uniform in a box, fro
     _random_centres, "torch.rand(k, D, generator=generator) is uniform in [0, 1); stretch it to [-1, 1) "
     "and scale by box.", judge=_judge_random_centres))
 
-# %% ../nbs/92_exercises.ipynb #fd747dcb
+# %% ../nbs/92_exercises.ipynb #eba61242
 def _sample_blob(centre, n, std, generator):
     """n points (n, D) drawn from a normal distribution around `centre` (D,), with standard
     deviation `std` along every axis."""
@@ -549,7 +549,7 @@ _register(_Spec('sample_blob', '00', "n Gaussian points around a centre with a g
     _sample_blob, "torch.randn(n, D, generator=generator) has mean 0 and standard deviation 1: "
     "scale it by std and shift it by the centre.", judge=_judge_sample_blob))
 
-# %% ../nbs/92_exercises.ipynb #ceed5675
+# %% ../nbs/92_exercises.ipynb #3d22ab37
 def _sq_dists(x, c):
     "Squared Euclidean distances from the points x (n, D) to the centres c (k, D): (n, k)."
     diff = x[:, None, :] - c[None, :, :]         # (n, 1, D) - (1, k, D) -> (n, k, D)
@@ -588,7 +588,7 @@ _register(_Spec('sq_dists', '01', "squared distances from n points to k centres,
            (lambda x, c: (x[:, None] - c[None]).sum(-1) ** 2,
             "you summed the differences, then squared: square each difference first, then sum.")]))
 
-# %% ../nbs/92_exercises.ipynb #ac8abd7b
+# %% ../nbs/92_exercises.ipynb #46dd569a
 def _sq_dists_einsum(x, c):
     """Squared distances (n, k), as sq_dists, with torch.einsum doing the square-and-sum over D."""
     diff = x[:, None, :] - c[None, :, :]                # (n, k, D)
@@ -614,7 +614,7 @@ _register(_Spec('sq_dists_einsum', '01', "squared distances with torch.einsum", 
            (lambda x, c: _sq_dists(x, c).sqrt(),
             "these are plain distances, with a square root taken: the exercise wants squared distances.")]))
 
-# %% ../nbs/92_exercises.ipynb #e8030e17
+# %% ../nbs/92_exercises.ipynb #52ee2ce6
 def _sq_dists_mm(x, c):
     """Squared distances (n, k) by the expansion |x|² - 2 x·c + |c|²: one matrix multiply,
     clamped at 0."""
@@ -648,7 +648,7 @@ _register(_Spec('sq_dists_mm', '01', "squared distances by the expansion |x|² -
             "|c|² is missing: add (c * c).sum(1), which broadcasts as a row (1, k)."),
            (lambda x, c: _sq_dists(x, c).T, "your result is transposed: (k, n) instead of (n, k).")]))
 
-# %% ../nbs/92_exercises.ipynb #c2829903
+# %% ../nbs/92_exercises.ipynb #0fc967db
 def _assign_labels(x, c):
     """The index of the nearest centre in c (k, D) for each point of x (n, D): labels (n,),
     int64."""
@@ -679,7 +679,7 @@ _register(_Spec('assign_labels', '02', "the nearest centre's index for every poi
            (lambda x, c: _d(x, c).min(1).values,
             "these are the smallest distances, not their indices: the labels are the argmin.")]))
 
-# %% ../nbs/92_exercises.ipynb #b0468c7e
+# %% ../nbs/92_exercises.ipynb #6fc38f53
 def _voronoi_margin(x, c):
     """How close each point of x (n, D) is to a Voronoi boundary of c (k>=2, D): second-smallest
     minus smallest squared distance, (n,). 0 means the point is on a boundary."""
@@ -704,7 +704,7 @@ _register(_Spec('voronoi_margin', '02', "gap between the nearest and second-near
            (lambda x, c: _d(x, c).topk(2, 1, largest=False).values,
             "you returned both distances, (n, 2): return their difference, (n,).")]))
 
-# %% ../nbs/92_exercises.ipynb #490ab9fa
+# %% ../nbs/92_exercises.ipynb #f2a136c8
 def _chunked_assign(x, c, chunk):
     """assign_labels block by block: labels (n,) for x (n, D), `chunk` points at a time, so at
     most a (chunk, k) block of distances exists, never the whole (n, k) matrix."""
@@ -749,7 +749,7 @@ _register(_Spec('chunked_assign', '02', "nearest-centre labels, chunk by chunk, 
     after=_after_chunked, diagnose=_diagnose_chunked,
     wrong=[(lambda x, c, b: _d(x, c).argmax(1), "argmax picks the farthest centre: use argmin.")]))
 
-# %% ../nbs/92_exercises.ipynb #a7f9c9ff
+# %% ../nbs/92_exercises.ipynb #cc9c97b3
 def _cluster_counts(labels, k):
     "How many points each of the k clusters has: (k,) int64, with 0 for an empty cluster."
     return torch.bincount(labels, minlength=k)    # minlength: clusters at the end may be empty
@@ -769,7 +769,7 @@ _register(_Spec('cluster_counts', '03', "points per cluster, empty clusters incl
             "torch.unique only sees the labels that occur, so empty clusters are skipped: use "
             "torch.bincount(labels, minlength=k).")]))
 
-# %% ../nbs/92_exercises.ipynb #44fff14b
+# %% ../nbs/92_exercises.ipynb #18a259dc
 def _onehot_means(x, labels, k):
     """Mean of each cluster's points (k, D) with a one-hot matrix (n, k) and one matrix multiply.
     Every cluster has at least one point."""
@@ -794,7 +794,7 @@ _register(_Spec('onehot_means', '03', "cluster means from a one-hot matrix and a
            (lambda x, lab, k: torch.nn.functional.one_hot(lab, k).to(x.dtype).T @ x / len(x),
             "you divided every sum by n, all the points: divide by each cluster's own count, onehot.sum(0).")]))
 
-# %% ../nbs/92_exercises.ipynb #b15cae31
+# %% ../nbs/92_exercises.ipynb #2bdc0aa1
 def _update_centroids(x, labels, c):
     """New centres (k, D): the mean of each cluster's points of x (n, D). An empty cluster keeps
     its old centre from c (k, D). c itself is not changed."""
@@ -837,7 +837,7 @@ _register(_Spec('update_centroids', '03', "the M-step: each centre to its points
             "scatter_reduce(..., 'mean', include_self=True) averages the OLD centre in as one more point: "
             "pass include_self=False, and keep the old centre only for empty clusters.")]))
 
-# %% ../nbs/92_exercises.ipynb #767b514e
+# %% ../nbs/92_exercises.ipynb #1527371c
 def _init_forgy(x, k, generator):
     """Forgy initialisation: k distinct points of x (n, D), drawn at random with `generator`.
     Returns (k, D)."""
@@ -897,7 +897,7 @@ _register(_Spec('init_forgy', '04', "Forgy: k distinct random data points as the
     _init_forgy, "torch.randperm(n, generator=generator) shuffles the row numbers; the first k are k "
     "different rows.", judge=_judge_init_forgy))
 
-# %% ../nbs/92_exercises.ipynb #8627ba2c
+# %% ../nbs/92_exercises.ipynb #561eea95
 def _inertia(x, c, labels):
     """The k-means cost: the sum over the points of x (n, D) of the squared distance to their own
     centre c[labels] (labels (n,) given, even if not the nearest). One number
@@ -920,7 +920,7 @@ _register(_Spec('inertia', '04', "the k-means cost: summed squared distance to e
            (lambda x, c, lab: _d(x, c).min(1).values.sum(),
             "you used each point's NEAREST centre: use the labels you are given, c[labels].")]))
 
-# %% ../nbs/92_exercises.ipynb #edf624e2
+# %% ../nbs/92_exercises.ipynb #fa769cdc
 def _init_kmeans_plusplus(x, k, generator):
     """k-means++: the first centre is a random point; each next one is drawn with probability
     proportional to D², the squared distance to the nearest centre so far. x (n, D) -> (k, D)."""
@@ -1005,7 +1005,7 @@ _register(_Spec('init_kmeans_plusplus', '04', "k-means++: each next centre drawn
     "torch.multinomial(d2, 1, generator=generator) draws an index with probability ∝ d2; after each new "
     "centre, d2 = torch.minimum(d2, distance to it).", judge=_judge_kmeans_plusplus))
 
-# %% ../nbs/92_exercises.ipynb #8103d278
+# %% ../nbs/92_exercises.ipynb #fee2aa87
 def _kmeans(x, k, generator, max_iter):
     """k-means (Lloyd): Forgy start, then assign and update until the labels stop changing or
     max_iter updates. Returns (centres (k, D), labels (n,)), the labels being those of the
@@ -1065,7 +1065,7 @@ _register(_Spec('kmeans', '04', "the whole algorithm: initialise, then assign an
     "of its points (an empty one keeps its place); stop when the labels stop changing or after max_iter.",
     judge=_judge_kmeans))
 
-# %% ../nbs/92_exercises.ipynb #09eb72c3
+# %% ../nbs/92_exercises.ipynb #336fb00b
 def _rows_per_chunk(k, budget, itemsize):
     """How many rows of a (rows, k) block of `itemsize`-byte numbers fit in `budget` bytes: an
     int >= 1 (a single row is always allowed, even if it does not fit)."""
@@ -1086,7 +1086,7 @@ _register(_Spec('rows_per_chunk', '05', "rows of a (rows, k) block that fit a me
            (lambda k, b, s: max(1, -(-b // (k * s))),
             "you rounded up, so the block can exceed the budget: round down (//).")]))
 
-# %% ../nbs/92_exercises.ipynb #19ae6103
+# %% ../nbs/92_exercises.ipynb #1cabfe91
 def _chunk_slices(n, chunk):
     """The (start, stop) pairs that cut range(n) into pieces of `chunk` rows
     (the last may be shorter), as a list."""
@@ -1103,7 +1103,7 @@ _register(_Spec('chunk_slices', '05', "(start, stop) pairs cutting n rows into c
             "the last stop goes past n: use min(start + chunk, n). (Slicing forgives it, but the sizes "
             "you compute from it are wrong.)")]))
 
-# %% ../nbs/92_exercises.ipynb #a87adc94
+# %% ../nbs/92_exercises.ipynb #92138de3
 def _time_per_call(f, repeat):
     """Median wall time of f() in seconds over `repeat` timed calls, after one untimed warm-up
     call. (On a GPU you would also call torch.cuda.synchronize() before reading the clock.)"""
@@ -1146,7 +1146,7 @@ _register(_Spec('time_per_call', '05', "median time of a call, after a warm-up",
     "call f once untimed; then for each of the repeat calls, read time.perf_counter() before and after; "
     "return the median of those times.", judge=_judge_time_per_call))
 
-# %% ../nbs/92_exercises.ipynb #f74fc3d9
+# %% ../nbs/92_exercises.ipynb #78231bdd
 def _kmeans_history(x, c, n_iter):
     """The frames of a k-means animation: a list of n_iter + 1 centre tensors (k, D), the start c
     and the centres after each of n_iter Lloyd updates (an empty cluster keeps its centre). c
@@ -1174,7 +1174,7 @@ _register(_Spec('kmeans_history', '06', "the list of centres after every k-means
            (lambda x, c, n: _kmeans_history(x, c, n)[:-1],
             "the last step's centres are missing: n_iter steps give n_iter + 1 frames.")]))
 
-# %% ../nbs/92_exercises.ipynb #471b86d7
+# %% ../nbs/92_exercises.ipynb #9b50d092
 def _pca_2d(x):
     """x (n, D) projected onto its two directions of largest variance, after centring: (n, 2).
     (Each column's sign is arbitrary; the check accepts either.)"""
@@ -1211,7 +1211,7 @@ _register(_Spec('pca_2d', '06', "project data onto its two main directions (for 
            (lambda x: (x - x.mean(0)) @ torch.linalg.svd(x - x.mean(0), full_matrices=False)[2][:, :2],
             "the directions are the ROWS of Vh (Vh[:2]), not its columns: project with xc @ Vh[:2].T.")]))
 
-# %% ../nbs/92_exercises.ipynb #208a99bd
+# %% ../nbs/92_exercises.ipynb #5c2ffa77
 def _gaussian_kernel(d, bandwidth):
     """Weights for distances d (any shape, NOT squared): the normal density with mean 0 and
     standard deviation `bandwidth`, exp(-d²/(2 bw²)) / (bw √(2π)). Same shape as d."""
@@ -1234,7 +1234,7 @@ _register(_Spec('gaussian_kernel', '07', "the normal density of a distance, std 
            (lambda d, bw: torch.exp(-(d / bw) ** 2) / (bw * math.sqrt(2 * math.pi)),
             "the exponent is -d² / (2 bandwidth²): the 1/2 is missing.")]))
 
-# %% ../nbs/92_exercises.ipynb #e46e851c
+# %% ../nbs/92_exercises.ipynb #75139a05
 def _triangular_kernel(d, bandwidth):
     """Triangular weights for distances d: 1 at d = 0, falling linearly to 0 at d = bandwidth,
     and 0 beyond (never negative). Same shape as d."""
@@ -1253,7 +1253,7 @@ _register(_Spec('triangular_kernel', '07', "weights falling linearly to 0 at the
            (lambda d, bw: (d < bw).to(d.dtype),
             "that is the flat kernel (1 inside, 0 outside): the triangle falls linearly.")]))
 
-# %% ../nbs/92_exercises.ipynb #adac1474
+# %% ../nbs/92_exercises.ipynb #82b3dd3b
 def _meanshift_step(X, bandwidth):
     """One step of Gaussian mean shift: every point of X (n, D) moves to the mean of ALL the
     points weighted by exp(-d²/(2 bandwidth²)), d its distance to each. Returns a new (n, D);
@@ -1300,7 +1300,7 @@ _register(_Spec('meanshift_step', '07', "one Gaussian mean-shift step for all po
            (lambda X, bw: (lambda w: w @ X / w.sum(1, keepdim=True))(torch.exp(-_d(X, X).sqrt() / (2 * bw ** 2))),
             "the weight uses the SQUARED distance: exp(-d² / (2 bandwidth²)).")]))
 
-# %% ../nbs/92_exercises.ipynb #8830b6b0
+# %% ../nbs/92_exercises.ipynb #f5ea8dd7
 def _manhattan_dists(x, c):
     """L1 (Manhattan) distance from every point in x (n, D) to every centre in c (k, D): (n, k)."""
     return (x[:, None, :] - c[None, :, :]).abs().sum(-1)   # (n, k, D) -> (n, k)
@@ -1316,7 +1316,7 @@ _register(_Spec('manhattan_dists', '08', "L1 distances from n points to k centre
            (lambda x, c: _d(x, c).sqrt(), "these are Euclidean distances: L1 sums |differences|, no squares."),
            (lambda x, c: _manhattan_dists(x, c).T, "your result is transposed: (k, n) instead of (n, k).")]))
 
-# %% ../nbs/92_exercises.ipynb #dc85346b
+# %% ../nbs/92_exercises.ipynb #0bce9b9a
 def _unit(t): return t / t.norm(dim=1, keepdim=True)
 
 def _cosine_assign(x, c):
@@ -1342,7 +1342,7 @@ _register(_Spec('cosine_assign', '08', "label of the centre at the smallest angl
            (lambda x, c: _d(x, c).argmin(1),
             "that is the nearest centre in Euclidean distance; here only the angle counts.")]))
 
-# %% ../nbs/92_exercises.ipynb #375221bb
+# %% ../nbs/92_exercises.ipynb #f73443b6
 def _iou_wh(boxes, anchors):
     """IoU of every box (n, 2) with every anchor (k, 2), both given as (w, h) and placed at a
     shared corner: (n, k). Intersection min(w)·min(h); union = both areas minus the
@@ -1372,7 +1372,7 @@ _register(_Spec('iou_wh', '08', "IoU of (w, h) boxes with anchors at a shared co
             "the union counts the intersection twice: subtract it once, areas - intersection."),
            (lambda b, a: _iou_wh(b, a).T, "your result is transposed: (k, n) instead of (n, k).")]))
 
-# %% ../nbs/92_exercises.ipynb #bef79ab0
+# %% ../nbs/92_exercises.ipynb #b9447708
 def _quantise_colours(pixels, palette):
     """Each pixel of `pixels` (n, 3) replaced by its nearest colour in `palette` (k, 3): a new
     (n, 3)."""
@@ -1394,7 +1394,7 @@ _register(_Spec('quantise_colours', '09', "replace each pixel by its nearest pal
            (lambda p, pal: pal[_d(p, pal).argmax(1)],
             "argmax picks the farthest colour: the nearest has the smallest distance, argmin.")]))
 
-# %% ../nbs/92_exercises.ipynb #3f2be9df
+# %% ../nbs/92_exercises.ipynb #f27683d2
 def _contingency(labels, target, k, n_classes):
     """counts[i, j] = how many points are in cluster i with true class j: (k, n_classes), int64."""
     counts = torch.zeros(k, n_classes, dtype=torch.long)
@@ -1417,7 +1417,7 @@ _register(_Spec('contingency', '09', "table of clusters against true classes", _
             "repeated (cluster, class) pairs were counted once: `counts[labels, target] += 1` does not add "
             "up repeats. Use index_put_(..., accumulate=True), or bincount.")]))
 
-# %% ../nbs/92_exercises.ipynb #9b9108bf
+# %% ../nbs/92_exercises.ipynb #07378ed5
 def _majority_accuracy(labels, target, k):
     """The fraction of points whose cluster's most common true class is their own class
     (a float in [0, 1]). Cluster numbers are arbitrary: cluster 3 may be mostly class 7."""
