@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['KMeans', 'output_like', 'feature_names', 'BaseEstimator', 'document_init', 'k_means', 'kmeans', 'kmeans_plusplus']
 
-# %% ../nbs/91_estimators.ipynb #540637d8
+# %% ../nbs/91_estimators.ipynb #909fb13a
 import inspect, sys, warnings
 import numpy as np
 import torch
@@ -14,22 +14,22 @@ from .distances import get_distance, SqEuclidean
 from .assignment import assign
 from .lloyd import INITS, lloyd, kmeans_plusplus_indices
 
-# %% ../nbs/91_estimators.ipynb #3de57f0b
-def output_like(X):
+# %% ../nbs/91_estimators.ipynb #5428f79e
+def output_like(X): # the caller's input: a tensor, or anything else (NumPy, list, DataFrame)
     "A function that converts a result tensor to the kind of `X`: NumPy for arrays and lists, or a tensor on X's device."
     if torch.is_tensor(X):
         dev = X.device
         return lambda t: t.to(dev)
     return lambda t: t.detach().cpu().numpy()
 
-def feature_names(X):
+def feature_names(X): # the caller's input
     "Column names of a DataFrame-like `X` when they are all strings, else None."
     cols = getattr(X, 'columns', None)
     if cols is None: return None
     names = np.asarray(list(cols), dtype=object)
     return names if len(names) and all(isinstance(c, str) for c in names) else None
 
-# %% ../nbs/91_estimators.ipynb #e6c00004
+# %% ../nbs/91_estimators.ipynb #1bf2628b
 class BaseEstimator:
     """scikit-learn's estimator protocol, without importing scikit-learn: `get_params`, `set_params`, a `repr` that
     shows what differs from the defaults, parameter validation from the class's `_constraints` table, and
@@ -43,11 +43,11 @@ class BaseEstimator:
         sig = inspect.signature(cls.__init__)                      # in the signature's order
         return [p.name for p in sig.parameters.values() if p.name != 'self' and p.kind != p.VAR_KEYWORD]
 
-    def get_params(self, deep=True):
+    def get_params(self, deep=True): # `deep` is accepted for scikit-learn; there are no sub-estimators
         "The constructor's parameters and their current values."
         return {k: getattr(self, k) for k in self._param_names()}
 
-    def set_params(self, **params):
+    def set_params(self, **params): # constructor parameters by name
         "Set constructor parameters by name; returns self."
         valid = self._param_names()
         for k, v in params.items():
@@ -88,7 +88,7 @@ class BaseEstimator:
         if names is not None and fitted is not None and not np.array_equal(names, fitted):
             raise ValueError(f"The feature names of X {list(names)} differ from those seen in fit {list(fitted)}")
 
-# %% ../nbs/91_estimators.ipynb #7d3b952a
+# %% ../nbs/91_estimators.ipynb #d9ae8fb0
 def _n_init(n_init, init):
     if n_init != 'auto': return n_init
     return 1 if (isinstance(init, str) and init == 'k-means++') or not (isinstance(init, str) or callable(init)) else 10
@@ -163,7 +163,7 @@ class KMeans(BaseEstimator):
         self.verbose, self.random_state, self.algorithm, self.device = verbose, random_state, algorithm, device
         self.distance, self.memory_budget, self.keep_history = distance, memory_budget, keep_history
 
-# %% ../nbs/91_estimators.ipynb #4fa3e999
+# %% ../nbs/91_estimators.ipynb #32136221
 def document_init(cls):
     "Give `cls.__init__` the 'Parameters' section of `cls`'s numpydoc docstring (for `show_doc`); returns `cls`."
     doc = inspect.cleandoc(cls.__doc__)
@@ -174,7 +174,7 @@ def document_init(cls):
 
 KMeans = document_init(KMeans)
 
-# %% ../nbs/91_estimators.ipynb #61915982
+# %% ../nbs/91_estimators.ipynb #a7ab8762
 @patch
 def _check_init(self:KMeans, X, k, g, out):
     "The starting centres (k, D) for one run, in X's (centred) space."
@@ -236,7 +236,7 @@ def fit(self:KMeans, X, y=None, sample_weight=None):
                       "X probably has fewer than n_clusters distinct points", ConvergenceWarning)
     return self
 
-# %% ../nbs/91_estimators.ipynb #2f387233
+# %% ../nbs/91_estimators.ipynb #b4a7221d
 @patch
 def _prepare(self:KMeans, X):
     "Fitted centres as a tensor, and `X` checked and moved to their device and dtype."
@@ -283,7 +283,7 @@ def score(self:KMeans, X, y=None, sample_weight=None):
     w = check_sample_weight(sample_weight, Xt)
     return -float(d.sum() if w is None else d @ w)
 
-# %% ../nbs/91_estimators.ipynb #b4df5383
+# %% ../nbs/91_estimators.ipynb #3b855093
 @patch
 def get_feature_names_out(self:KMeans, input_features=None):
     "Names of the `transform` columns: kmeans0, kmeans1, ..."
@@ -315,21 +315,33 @@ def _wrap_output(self:KMeans, Y, X):
     import polars as pl
     return pl.DataFrame(Y, schema=list(self.get_feature_names_out()))
 
-# %% ../nbs/91_estimators.ipynb #460cb9ef
-def k_means(X, n_clusters, *, sample_weight=None, return_n_iter=False, **kwargs):
+# %% ../nbs/91_estimators.ipynb #56685eb0
+def k_means(X,                   # data (N, D): tensor, NumPy array, list or DataFrame
+            n_clusters,          # k
+            *,
+            sample_weight=None,  # (N,) weights, or None
+            return_n_iter=False, # also return the number of iterations
+            **kwargs):           # any other `KMeans` parameter
     """scikit-learn's functional k-means: `(centers, labels, inertia)`, plus `n_iter` if `return_n_iter`.
     Keyword arguments go to `KMeans`."""
     km = KMeans(n_clusters, **kwargs).fit(X, sample_weight=sample_weight)
     res = (km.cluster_centers_, km.labels_, km.inertia_)
     return res + (km.n_iter_,) if return_n_iter else res
 
-def kmeans(X, k, **kwargs):
+def kmeans(X,         # data (N, D)
+           k,         # the number of clusters
+           **kwargs): # any other `KMeans` parameter
     "The lessons' functional k-means: `(centroids (k, D), labels (N,))`. Keyword arguments go to `KMeans`."
     km = KMeans(k, **kwargs).fit(X)
     return km.cluster_centers_, km.labels_
 
-def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None, random_state=None,
-                    n_local_trials=None):
+def kmeans_plusplus(X,                    # data (N, D)
+                    n_clusters,           # k, the number of seeds
+                    *,
+                    sample_weight=None,   # (N,) weights: a point's chance grows with its weight
+                    x_squared_norms=None, # accepted for scikit-learn compatibility, ignored
+                    random_state=None,    # int, None, torch.Generator or NumPy random state
+                    n_local_trials=None): # candidates per seed (default 2 + floor(ln k))
     """scikit-learn's `kmeans_plusplus`: greedy k-means++ seeds `(centers (k, D), indices (k,))`, in the kind of
     `X`. `x_squared_norms` is accepted for compatibility and ignored."""
     out = output_like(X)

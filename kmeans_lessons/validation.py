@@ -5,12 +5,12 @@ __all__ = ['FAMILIES', 'ConvergenceWarning', 'NotFittedError', 'InvalidParameter
            'short_repr', 'validate_params', 'check_int', 'check_random_state', 'get_device', 'check_array',
            'check_sample_weight']
 
-# %% ../nbs/90_validation.ipynb #dbf8e9ec
+# %% ../nbs/90_validation.ipynb #7357d5e0
 import math, numbers, sys
 import numpy as np
 import torch
 
-# %% ../nbs/90_validation.ipynb #e17cc0cc
+# %% ../nbs/90_validation.ipynb #619a6894
 class ConvergenceWarning(UserWarning):
     "A fit stopped early or found fewer clusters than asked for."
 
@@ -20,10 +20,10 @@ class NotFittedError(ValueError, AttributeError):
 class InvalidParameterError(ValueError, TypeError):
     "A constructor parameter has the wrong type or value. Both a `ValueError` and a `TypeError`, as in scikit-learn."
 
-# %% ../nbs/90_validation.ipynb #61244bc5
+# %% ../nbs/90_validation.ipynb #b1d6a603
 _NOT_FITTED = {}
 
-def not_fitted(estimator):
+def not_fitted(estimator): # the estimator that was used before `fit`
     "The error for `estimator` used before `fit`: a `NotFittedError`, also scikit-learn's when it is loaded."
     cls, sk = NotFittedError, sys.modules.get('sklearn.exceptions')
     if sk is not None:
@@ -32,7 +32,7 @@ def not_fitted(estimator):
     name = type(estimator).__name__
     return cls(f"this {name} is not fitted yet: call fit(X) first, then predict, transform or score")
 
-# %% ../nbs/90_validation.ipynb #c8e0f9d5
+# %% ../nbs/90_validation.ipynb #e1ac66d5
 class Interval:
     "Numbers of `kind` ('int' or 'real') between `lo` and `hi` (None: unbounded); `closed` is 'both', 'left', 'right' or 'neither'."
     def __init__(self, kind, lo=None, hi=None, closed='both'):
@@ -54,14 +54,14 @@ class Interval:
         l, r = '[' if self.closed in ('both', 'left') else '(', ']' if self.closed in ('both', 'right') else ')'
         return f"{what} in {l}{self.lo}, {self.hi}{r}"
 
-# %% ../nbs/90_validation.ipynb #6f1aa5f8
+# %% ../nbs/90_validation.ipynb #1fb31658
 class Options:
     "One of a fixed set of values (usually strings)."
     def __init__(self, *values): self.values = values
     def satisfied(self, v): return isinstance(v, str) and v in self.values
     def __str__(self): return 'one of ' + ', '.join(map(repr, self.values))
 
-# %% ../nbs/90_validation.ipynb #1e4682a4
+# %% ../nbs/90_validation.ipynb #e8758044
 def _is_array_like(v):
     return torch.is_tensor(v) or isinstance(v, (np.ndarray, list, tuple)) or hasattr(v, '__array__')
 
@@ -89,14 +89,16 @@ def _describe(c):
     if isinstance(c, type): return f"an instance of {c.__name__}"
     return str(c)
 
-# %% ../nbs/90_validation.ipynb #87363b14
-def short_repr(v):
+# %% ../nbs/90_validation.ipynb #7e6f7ea9
+def short_repr(v): # any value
     "A `repr` that stays short for arrays and tensors."
     if torch.is_tensor(v) or isinstance(v, np.ndarray): return f"{type(v).__name__} of shape {tuple(v.shape)}"
     r = repr(v)
     return r if len(r) <= 60 else r[:57] + '...'
 
-def validate_params(constraints, params, owner):
+def validate_params(constraints:dict, # name -> list of allowed constraints (Interval, Options, a family name, a type, None)
+                    params:dict,      # name -> value, e.g. `estimator.get_params()`
+                    owner:str):       # who is asking, for the message (e.g. 'KMeans')
     """Check every `params[name]` against its list of allowed constraints in `constraints`; raise
     `InvalidParameterError` naming the first parameter that satisfies none of them, and the value it got."""
     for name, allowed in constraints.items():
@@ -106,8 +108,11 @@ def validate_params(constraints, params, owner):
         ok = ok[0] if len(ok) == 1 else ', '.join(ok[:-1]) + ' or ' + ok[-1]
         raise InvalidParameterError(f"{owner}: {name} must be {ok}; got {short_repr(v)}")
 
-# %% ../nbs/90_validation.ipynb #c291c0ae
-def check_int(v, name, lo=1, none=False):
+# %% ../nbs/90_validation.ipynb #41a9d697
+def check_int(v,          # the value to check
+              name:str,   # its name, for the message
+              lo:int=1,   # the smallest allowed value
+              none=False): # whether None is allowed
     "`v` as an int >= `lo` (or None when `none`), else a `TypeError`/`ValueError` naming `name`."
     if v is None and none: return None
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
@@ -115,8 +120,9 @@ def check_int(v, name, lo=1, none=False):
     if v < lo: raise ValueError(f"{name} must be >= {lo}; got {v}")
     return int(v)
 
-# %% ../nbs/90_validation.ipynb #a8fdc160
-def check_random_state(random_state, name='random_state'):
+# %% ../nbs/90_validation.ipynb #6effd821
+def check_random_state(random_state,        # int >= 0, None, torch.Generator, or NumPy RandomState/Generator
+                       name='random_state'): # its name, for the message
     "A CPU `torch.Generator` from an int, None, a `torch.Generator`, or a NumPy `RandomState`/`Generator`."
     if isinstance(random_state, torch.Generator): return random_state
     g = torch.Generator()
@@ -126,8 +132,8 @@ def check_random_state(random_state, name='random_state'):
     else: g.manual_seed(check_int(random_state, name, lo=0))
     return g
 
-# %% ../nbs/90_validation.ipynb #7d6c39b0
-def get_device(device=None):
+# %% ../nbs/90_validation.ipynb #11dbad2b
+def get_device(device=None): # None or 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', or a torch.device
     "`device` as a `torch.device` that exists here; None or 'auto' picks cuda, then mps, then cpu."
     mps = getattr(torch.backends, 'mps', None)
     if device is None or device == 'auto':
@@ -151,7 +157,7 @@ def get_device(device=None):
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; got {device!r}")
     return dev
 
-# %% ../nbs/90_validation.ipynb #487bed0f
+# %% ../nbs/90_validation.ipynb #ce71496d
 def _is_sparse(X):
     if torch.is_tensor(X): return X.layout != torch.strided
     return type(X).__module__.startswith('scipy.sparse') or (hasattr(X, 'tocsr') and hasattr(X, 'nnz'))
@@ -179,8 +185,13 @@ def _to_numpy(X, name):
     if not a.flags.writeable: a = a.copy()               # torch warns about read-only memory (memmaps, broadcasts)
     return torch.from_numpy(a)
 
-# %% ../nbs/90_validation.ipynb #20219563
-def check_array(X, name='X', *, device=None, dtype=None, min_samples=1):
+# %% ../nbs/90_validation.ipynb #80a0bd31
+def check_array(X,              # tensor (any device), NumPy array, nested list, or anything with `__array__`
+                name='X',       # its name, for the messages
+                *,
+                device=None,    # move the result to this device (None: keep X's)
+                dtype=None,     # the result's dtype (None: keep float32/float64, else see below)
+                min_samples=1): # fewer rows is an error
     """`X` as a 2-D, finite, floating-point tensor, never modifying the caller's data. Takes a tensor (any device),
     a NumPy array, a nested list or anything with `__array__`. Floating tensors and arrays keep their dtype
     (float32 or float64); others become float64 (NumPy, like scikit-learn) or torch's default dtype (tensors)."""
@@ -209,8 +220,9 @@ def check_array(X, name='X', *, device=None, dtype=None, min_samples=1):
         raise ValueError(f"{name} contains NaN or inf ({bad} value{'s' if bad > 1 else ''}); remove or impute them first")
     return t
 
-# %% ../nbs/90_validation.ipynb #9bee18c1
-def check_sample_weight(sample_weight, X):
+# %% ../nbs/90_validation.ipynb #a475753d
+def check_sample_weight(sample_weight, # None, a number, or (N,) weights
+                        X):            # the checked data (N, D): gives N, dtype and device
     "Weights (N,) as a tensor of X's dtype and device: None gives ones; each must be finite and >= 0, not all 0."
     N = X.shape[0]
     if sample_weight is None: return None
