@@ -10,7 +10,8 @@ import torch
 
 from kmeans_lessons.core import KMeans
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.distributed import distributed_fit, distributed_lloyd, Rows, main as fit_main
+from kmeans_lessons.distributed import distributed_fit, distributed_lloyd, main as fit_main
+from kmeans_lessons.streaming import Rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dist_worker import K, SIZES, data, inits                          # noqa: E402
