@@ -6,7 +6,7 @@
 __all__ = ['MSG_BYTES', 'Comm', 'agree', 'moments', 'distributed_lloyd', 'sample_indices', 'gather_rows',
            'distributed_kmeans_plusplus', 'distributed_fit', 'add_fit_parser', 'fit_command', 'main']
 
-# %% ../nbs/11_scaling.ipynb #9f4fd35d
+# %% ../nbs/11_scaling.ipynb #9a576bcb
 import builtins, math, numbers, os, sys, time, zlib
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,13 +16,15 @@ import torch
 import torch.distributed as dist
 from .assignment import assign, get_distance, SqEuclidean
 from .core import INITS, check_array, get_device
-from .streaming import Rows, open_npy, check_mean_distance, chunks64, local_moments, merge_moments
+from .streaming import (Rows, open_npy, check_mean_distance, chunks64, local_moments,
+                                      merge_moments)
 
-# %% ../nbs/11_scaling.ipynb #7a4eed4b
+# %% ../nbs/11_scaling.ipynb #4d91afea
 MSG_BYTES = 2000   # an error message sent to the other ranks is cut to this many bytes
 
 def _peer_error(rank, size, text):
-    "The exception a rank raises for another rank's failure: the same built-in type when there is one."
+    """The exception a rank raises for another rank's failure: the same built-in type when there
+    is one."""
     name = text.split(':', 1)[0]
     cls = getattr(builtins, name, None)
     msg = f"rank {rank} of {size} failed: {text}"
@@ -31,15 +33,16 @@ def _peer_error(rank, size, text):
         except Exception: pass
     return RuntimeError(msg)
 
-# %% ../nbs/11_scaling.ipynb #7c9b2447
+# %% ../nbs/11_scaling.ipynb #6560adfa
 class Comm:
-    """This process's view of a process group. Every collective carries one more number, this rank's failure
-    flag: an exception raised inside `with comm.local():` is held until the next collective, where every rank
-    learns of it and raises, the failed rank its own exception and the others one with its message.
-    Without torch.distributed (or with one rank) the collectives do nothing and errors raise at once."""
+    """This process's view of a process group. Every collective carries one more number, this
+    rank's failure flag: an exception raised inside `with comm.local():` is held until the next
+    collective, where every rank learns of it and raises, the failed rank its own exception and the
+    others one with its message. With `process_group=None` (this process alone) or one rank, the
+    collectives do nothing and errors raise at once."""
     def __init__(self, process_group=None):
-        on = dist.is_available() and dist.is_initialized()
-        if process_group is not None and not on:
+        on = process_group is not None
+        if on and not (dist.is_available() and dist.is_initialized()):
             raise ValueError("process_group was given but torch.distributed is not initialised: "
                              "call torch.distributed.init_process_group first")
         self.group = process_group
@@ -47,7 +50,8 @@ class Comm:
         self.size = dist.get_world_size(process_group) if on else 1
         if self.rank < 0: raise ValueError("this process is not a member of process_group")
         nccl = on and dist.get_backend(process_group) == 'nccl'
-        self.device = torch.device('cuda', torch.cuda.current_device()) if nccl else torch.device('cpu')
+        cpu = torch.device('cpu')
+        self.device = torch.device('cuda', torch.cuda.current_device()) if nccl else cpu
         self.failure = None
 
     @contextmanager
@@ -83,17 +87,18 @@ class Comm:
         buf[self.rank, 0] = len(msg)
         if msg: buf[self.rank, 1:len(msg) + 1] = torch.tensor(list(msg), dtype=torch.float64)
         buf = buf.to(self.device)
-        dist.all_reduce(buf, group=self.group)                           # everyone's message, (size, 1 + bytes)
+        dist.all_reduce(buf, group=self.group)  # everyone's message, (size, 1 + bytes)
         if e is not None: raise e
-        r = int((buf[:, 0] > 0).nonzero()[0])                           # the first rank that failed
-        text = bytes(buf[r, 1:int(buf[r, 0]) + 1].to(torch.uint8).tolist()).decode('utf-8', 'replace')
+        r = int((buf[:, 0] > 0).nonzero()[0])  # the first rank that failed
+        raw = bytes(buf[r, 1:int(buf[r, 0]) + 1].to(torch.uint8).tolist())
+        text = raw.decode('utf-8', 'replace')
         raise _peer_error(r, self.size, text)
 
     def print(self, *args):
         "Print on rank 0 only."
         if self.rank == 0: print(*args, flush=True)
 
-# %% ../nbs/11_scaling.ipynb #981c03bc
+# %% ../nbs/11_scaling.ipynb #4b272806
 def _int(v, name, lo=1):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {type(v).__name__} {v!r}")
@@ -110,26 +115,30 @@ def _code(s):
     return float(zlib.crc32(str(s).encode()))
 
 def _fmt(name, v):
-    return 'another value' if name in ('init', 'distance', 'dtype', 'init centres') else f"{float(v):g}"
+    if name in ('init', 'distance', 'dtype', 'init centres'): return 'another value'
+    return f"{float(v):g}"
 
-# %% ../nbs/11_scaling.ipynb #96c2666a
+# %% ../nbs/11_scaling.ipynb #7986bd54
 def agree(comm, values, numbers_=None):
-    """All ranks' `values` (a dict of numbers), checked: the same ValueError on every rank when they differ, naming
-    the value and each rank's. `numbers_` (a dict) are gathered too but may differ; returns them, (size,) each."""
+    """All ranks' `values` (a dict of numbers), checked: the same ValueError on every rank when
+    they differ, naming the value and each rank's. `numbers_` (a dict) are gathered too but may
+    differ; returns them, (size,) each."""
     names, extra = list(values), list(numbers_ or {})
-    v = torch.tensor([float(values[n]) for n in names] + [float(numbers_[n]) for n in extra], dtype=torch.float64)
+    v = [float(values[n]) for n in names] + [float(numbers_[n]) for n in extra]
+    v = torch.tensor(v, dtype=torch.float64)
     G = comm.gather(v)                                                 # (size, len)
     for j, n in enumerate(names):
         col = G[:, j]
         if not bool((col == col[0]).all()):
             each = ', '.join(f"rank {r} has {_fmt(n, col[r])}" for r in range(comm.size))
-            raise ValueError(f"the ranks disagree on {n}: {each}; every rank must call with the same {n}")
+            raise ValueError(f"the ranks disagree on {n}: {each}; "
+                             f"every rank must call with the same {n}")
     return {n: G[:, len(names) + j] for j, n in enumerate(extra)}
 
-# %% ../nbs/11_scaling.ipynb #0f1beb55
+# %% ../nbs/11_scaling.ipynb #8bb340dc
 def moments(rows, comm):
-    """Count, mean (D,) and M2 (D,) of all ranks' rows, float64: each rank's `local_moments`, gathered and merged
-    in rank order, so the same on every rank."""
+    """Count, mean (D,) and M2 (D,) of all ranks' rows, float64: each rank's `local_moments`,
+    gathered and merged in rank order, so the same on every rank."""
     D = rows.d
     local = torch.zeros(1 + 2 * D, dtype=torch.float64)
     with comm.local():
@@ -140,9 +149,10 @@ def moments(rows, comm):
         if g[0] > 0: acc = merge_moments(acc, (int(g[0]), g[1:D + 1], g[D + 1:]))
     return acc
 
-# %% ../nbs/11_scaling.ipynb #fe8facdb
+# %% ../nbs/11_scaling.ipynb #92e23028
 def _lloyd_pass(rows, C, dist, shift, labels, dists, buf, memory_budget, count_changes):
-    "One pass over the local blocks: labels, distances, and into `buf` the sums, counts, inertia, changes."
+    """One pass over the local blocks: labels, distances, and into `buf` the sums, counts,
+    inertia, changes."""
     K, D = C.shape
     sums = buf[:K * D].view(K, D)                                      # (K, D) float64
     for s, x in rows.blocks(shift):
@@ -154,11 +164,12 @@ def _lloyd_pass(rows, C, dist, shift, labels, dists, buf, memory_budget, count_c
         if count_changes: buf[-1] += (labels[s:e] != lb.to(labels.device, labels.dtype)).sum()
         labels[s:e], dists[s:e] = lb.to(labels.device, labels.dtype), db.to(dists.device)
 
-# %% ../nbs/11_scaling.ipynb #c9d78ea2
+# %% ../nbs/11_scaling.ipynb #facc7e44
 def _fill_empty(rows, C, sums, counts, labels, dists, comm, shift):
-    """scikit-learn's rule for empty clusters, across ranks: the e points farthest from their centres (over all
-    ranks) found the e empty clusters, farthest first, and leave their old clusters. Each rank sends its own e
-    best candidates (distance, label, row): (size, e, D + 2) numbers."""
+    """scikit-learn's rule for empty clusters, across ranks: the e points farthest from their
+    centres (over all ranks) found the e empty clusters, farthest first, and leave their old
+    clusters. Each rank sends its own e best candidates (distance, label, row): (size, e, D + 2)
+    numbers."""
     empty = (counts == 0).nonzero().flatten()                         # (e,) the same on every rank
     e, D = len(empty), C.shape[1]
     cand = torch.zeros(e, D + 2, dtype=torch.float64)
@@ -171,76 +182,85 @@ def _fill_empty(rows, C, sums, counts, labels, dists, comm, shift):
             cand[:t, 1] = labels[idx].double().cpu()
             cand[:t, 2:] = rows.take(idx, shift).double().cpu()
     G = comm.gather(cand).reshape(-1, D + 2).to(sums.device)          # (size * e, D + 2)
-    # farthest first; equal distances in rank and index order, as a stable sort in one process would
-    far = G[torch.sort(G[:, 0], descending=True, stable=True).indices[:e]]              # (e, D + 2)
+    # farthest first; equal distances in rank and index order, as one process's stable sort would
+    far = G[torch.sort(G[:, 0], descending=True, stable=True).indices[:e]]  # (e, D + 2)
     old = far[:, 1].long()
     sums.index_add_(0, old, -far[:, 2:]); counts.index_add_(0, old, -torch.ones_like(far[:, 0]))
     sums.index_add_(0, empty.to(sums.device), far[:, 2:])
     counts.index_add_(0, empty.to(sums.device), torch.ones_like(far[:, 0]))
 
-# %% ../nbs/11_scaling.ipynb #c15588e4
-def _lloyd(rows, C, dist, comm, *, shift=None, max_iter=300, tol=0.0, verbose=False, memory_budget=None,
-           keep_history=True, callback=None):
+# %% ../nbs/11_scaling.ipynb #e140789e
+def _lloyd(rows, C, dist, comm, *, shift=None, max_iter=300, tol=0.0, verbose=False,
+           memory_budget=None, keep_history=True, callback=None):
     K, D = C.shape
     labels = rows.labels_buffer(K)
     dists = torch.zeros(rows.n, dtype=rows.dtype, device=labels.device)
     history, inertias, t0 = [C], [], time.perf_counter()
     for i in range(max_iter):
-        buf = torch.zeros(K * D + K + 2, dtype=torch.float64, device=C.device)   # sums | counts | inertia | changed
-        with comm.local(): _lloyd_pass(rows, C, dist, shift, labels, dists, buf, memory_budget, i > 0)
-        tot = comm.sum(buf)                                            # the one all_reduce of an iteration
+        # sums | counts | inertia | changed
+        buf = torch.zeros(K * D + K + 2, dtype=torch.float64, device=C.device)
+        with comm.local():
+            _lloyd_pass(rows, C, dist, shift, labels, dists, buf, memory_budget, i > 0)
+        tot = comm.sum(buf)  # the one all_reduce of an iteration
         sums, counts = tot[:K * D].view(K, D).clone(), tot[K * D:K * D + K].clone()
         inertias.append(tot[-2])
-        if bool((counts == 0).any()): _fill_empty(rows, C, sums, counts, labels, dists, comm, shift)
-        C_new = torch.where((counts > 0)[:, None], sums / counts.clamp_min(1)[:, None], C.double()).to(C.dtype)
+        if bool((counts == 0).any()):
+            _fill_empty(rows, C, sums, counts, labels, dists, comm, shift)
+        means = sums / counts.clamp_min(1)[:, None]                      # (K, D)
+        C_new = torch.where((counts > 0)[:, None], means, C.double()).to(C.dtype)
         move = ((C_new - C) ** 2).sum()
         C = C_new
         if keep_history: history.append(C)
         if verbose:
-            comm.print(f"iteration {i + 1:4d}  inertia {tot[-2].item():.6g}  centre shift {move.item():.3g}  "
-                       f"changed {int(tot[-1]) if i else '-'}  {time.perf_counter() - t0:.1f} s")
+            comm.print(f"iteration {i + 1:4d}  inertia {tot[-2].item():.6g}  "
+                       f"centre shift {move.item():.3g}  changed {int(tot[-1]) if i else '-'}  "
+                       f"{time.perf_counter() - t0:.1f} s")
         if callback is not None: callback(i, C, tot[-2])
-        if i > 0 and tot[-1] == 0: break                               # no label changed on any rank
+        if i > 0 and tot[-1] == 0: break  # no label changed on any rank
         if move <= tol: break
     buf = torch.zeros(K * D + K + 2, dtype=torch.float64, device=C.device)
-    with comm.local(): _lloyd_pass(rows, C, dist, shift, labels, dists, buf, memory_budget, False)
-    tot = comm.sum(buf)                                                # final labels, inertia and sizes
+    with comm.local():
+        _lloyd_pass(rows, C, dist, shift, labels, dists, buf, memory_budget, False)
+    tot = comm.sum(buf)  # final labels, inertia and sizes
     inertias.append(tot[-2])
     return dict(centres=C, labels=labels, inertia=tot[-2], n_iter=i + 1,
                 history=history if keep_history else [C], inertias=torch.stack(inertias),
                 counts=tot[K * D:K * D + K].long())
 
-# %% ../nbs/11_scaling.ipynb #79255f3d
+# %% ../nbs/11_scaling.ipynb #ea9a2dd5
 def _setup(comm, X_local, k, C, distance, device, block_bytes, values):
-    """Open this rank's rows and check, in one small collective, that the ranks agree on everything that steers
-    the control flow. Returns (rows, distance, every rank's number of rows)."""
+    """Open this rank's rows and check, in one small collective, that the ranks agree on everything
+    that steers the control flow. Returns (rows, distance, every rank's number of rows)."""
     rows, dist_ = None, None
     meta = dict(values, n_features=0, n_clusters=0, distance=0, dtype=0, **{'init centres': 0})
     with comm.local():
         dist_ = check_mean_distance(distance)
         k = _int(k, 'n_clusters')
         rows = Rows(X_local, 'X', device=device, block_bytes=block_bytes)
-        meta.update(n_features=rows.d, n_clusters=k, distance=_code(type(dist_).__name__ + dist_.name),
-                    dtype=torch.finfo(rows.dtype).bits)
+        meta.update(n_features=rows.d, n_clusters=k, dtype=torch.finfo(rows.dtype).bits,
+                    distance=_code(type(dist_).__name__ + dist_.name))
         if C is not None:
             if tuple(C.shape) != (k, rows.d):
-                raise ValueError(f"init has shape {tuple(C.shape)}, but n_clusters={k} and X has {rows.d} "
-                                 f"features: expected ({k}, {rows.d})")
-            meta['init centres'] = float(zlib.crc32(C.detach().cpu().to(rows.dtype).numpy().tobytes()))
+                raise ValueError(f"init has shape {tuple(C.shape)}, but n_clusters={k} and X has "
+                                 f"{rows.d} features: expected ({k}, {rows.d})")
+            raw = C.detach().cpu().to(rows.dtype).numpy().tobytes()
+            meta['init centres'] = float(zlib.crc32(raw))       # the same centres on every rank?
     counts = agree(comm, meta, {'n_local': 0 if rows is None else rows.n})['n_local']
     N = int(counts.sum())
     if N < k: raise ValueError(f"n_samples={N} (all ranks together) should be >= n_clusters={k}")
     return rows, dist_, counts
 
-# %% ../nbs/11_scaling.ipynb #e9248601
-def distributed_lloyd(X_local, C, distance=None, *, process_group=None, max_iter=300, tol=0.0, verbose=False,
-                      memory_budget=None, keep_history=True, shift=None, device=None, callback=None):
-    """`lloyd` across the ranks of `process_group`, each with its own rows `X_local` (a tensor, array, memmap or
-    `.npy` path, streamed block by block), from the same centres `C` (k, D) on every rank, on `X_local - shift`
-    when `shift` (D,) is given. Each iteration all-reduces the per-cluster sums (float64) and counts, the
-    inertia and the number of changed labels: K*D + K + 2 numbers. Stops as `lloyd` does, with the same decision
-    on every rank. Returns the same dict as `lloyd` (labels: this rank's points; inertia: all points, float64),
-    plus `counts`, the cluster sizes."""
+# %% ../nbs/11_scaling.ipynb #5c0004d2
+def distributed_lloyd(X_local, C, distance=None, *, process_group=None, max_iter=300, tol=0.0,
+                      verbose=False, memory_budget=None, keep_history=True, shift=None,
+                      device=None, callback=None):
+    """`lloyd` across the ranks of `process_group` (None: this process alone), each with its own
+    rows `X_local` (a tensor, array, memmap or `.npy` path, streamed block by block), from the same
+    centres `C` (k, D) on every rank, on `X_local - shift` when `shift` (D,) is given. Each
+    iteration all-reduces the per-cluster sums (float64) and counts, the inertia and the number of
+    changed labels: K*D + K + 2 numbers. Stops as `lloyd` does, with the same decision on every
+    rank. Returns the same dict as `lloyd` (labels: this rank's points; inertia: all points,
+    float64), plus `counts`, the cluster sizes."""
     comm = Comm(process_group)
     values, k = dict(max_iter=0, tol=0), 0
     with comm.local():
@@ -253,41 +273,47 @@ def distributed_lloyd(X_local, C, distance=None, *, process_group=None, max_iter
     return _lloyd(rows, C, dist_, comm, shift=shift, max_iter=max_iter, tol=tol, verbose=verbose,
                   memory_budget=memory_budget, keep_history=keep_history, callback=callback)
 
-# %% ../nbs/11_scaling.ipynb #fef6fa54
+# %% ../nbs/11_scaling.ipynb #0e7be313
 def sample_indices(N, m, generator):
-    "`m` distinct indices drawn uniformly from range(N), sorted: the same on every rank for the same generator."
+    """`m` distinct indices drawn uniformly from range(N), sorted: the same on every rank for
+    the same generator."""
     if m >= N: return torch.arange(N)
     if 2 * m >= N: return torch.randperm(N, generator=generator)[:m].sort().values
     idx = torch.empty(0, dtype=torch.long)
-    while len(idx) < m: idx = torch.cat([idx, torch.randint(N, (m,), generator=generator)]).unique()
+    while len(idx) < m:
+        idx = torch.cat([idx, torch.randint(N, (m,), generator=generator)]).unique()
     return idx[torch.randperm(len(idx), generator=generator)[:m]].sort().values
 
 def gather_rows(rows, gidx, offset, comm, shift=None, device=None):
-    """The rows at the global indices `gidx` (sorted), from whichever rank holds them: (len(gidx), D), the same on
-    every rank. Only len(gidx) rows cross the wire."""
+    """The rows at the global indices `gidx` (sorted), from whichever rank holds them: (len(gidx),
+    D), the same on every rank. Only len(gidx) rows cross the wire."""
     buf = torch.zeros(len(gidx), rows.d, dtype=torch.float64)
     with comm.local():
         mine = ((gidx >= offset) & (gidx < offset + rows.n)).nonzero().flatten()
         if len(mine): buf[mine] = rows.take(gidx[mine] - offset, shift).double().cpu()
     return comm.sum(buf).to(device or rows.device, rows.dtype)
 
-# %% ../nbs/11_scaling.ipynb #d6e8b9bc
+# %% ../nbs/11_scaling.ipynb #5d751193
 def _cand_dists(X, XT, xx, c, dist):
-    "Distances of candidates `c` (L, D) to the points, (L, n): for the Euclidean case as `init_kmeans_plusplus`."
-    if XT is not None: return torch.addmm(xx + (c * c).sum(1, keepdim=True), c, XT, alpha=-2).clamp_min_(0)
+    """Distances of candidates `c` (L, D) to the points, (L, n): for the Euclidean case as
+    `init_kmeans_plusplus`."""
+    if XT is not None:
+        return torch.addmm(xx + (c * c).sum(1, keepdim=True), c, XT, alpha=-2).clamp_min_(0)
     d = dist.pairwise(X, c)                                            # (n, L)
-    if dist.check_output and (tuple(d.shape) != (len(X), len(c)) or not bool(torch.isfinite(d).all())
-                              or bool((d < 0).any())):
-        raise ValueError(f"distance {dist.name!r} returned values that are not finite and >= 0, or of the wrong "
-                         f"shape, while k-means++ scored {len(c)} candidate centres")
+    if dist.check_output:
+        if tuple(d.shape) != (len(X), len(c)) or not torch.isfinite(d).all() or (d < 0).any():
+            raise ValueError(f"distance {dist.name!r} returned values that are not finite and "
+                             f">= 0, or of the wrong shape, while k-means++ scored {len(c)} "
+                             "candidates")
     return d.T.contiguous()
 
-# %% ../nbs/11_scaling.ipynb #f1870a3e
+# %% ../nbs/11_scaling.ipynb #a8785131
 def distributed_kmeans_plusplus(X, k, generator, comm, counts, distance=None, n_local_trials=None):
-    """Greedy k-means++ over the rows of every rank; `X` (n_local, D) is this rank's part, `counts` every rank's
-    n_local. Every rank draws the same random numbers (`generator` is seeded alike), the rank holding a chosen
-    point sends it, and the ranks sum their potentials. The centres are those `init_kmeans_plusplus` picks on
-    all the rows in one process (up to rounding), for 2k small collectives: (L, D) rows and (size, L) sums."""
+    """Greedy k-means++ over the rows of every rank; `X` (n_local, D) is this rank's part, `counts`
+    every rank's n_local. Every rank draws the same random numbers (`generator` is seeded alike),
+    the rank holding a chosen point sends it, and the ranks sum their potentials. The centres are
+    those `init_kmeans_plusplus` picks on all the rows in one process (up to rounding), for 2k
+    small collectives: (L, D) rows and (size, L) sums."""
     dist_ = get_distance(distance)
     W, rank, n = comm.size, comm.rank, X.shape[0]
     counts = [int(c) for c in counts]
@@ -296,15 +322,16 @@ def distributed_kmeans_plusplus(X, k, generator, comm, counts, distance=None, n_
     XT = xx = None
     if isinstance(dist_, SqEuclidean): XT, xx = X.T.contiguous(), (X * X).sum(1)     # (D, n), (n,)
     C = torch.empty(k, X.shape[1], dtype=X.dtype, device=X.device)    # (k, D)
-    first = torch.randint(N, (1,), generator=generator)                # the same draw on every rank
+    first = torch.randint(N, (1,), generator=generator)  # the same draw on every rank
     C[0] = gather_rows(Rows(X), first, offset, comm)[0]
     closest = torch.zeros(n, dtype=X.dtype, device=X.device)
     with comm.local(): closest = _cand_dists(X, XT, xx, C[:1], dist_)[0]            # (n,)
-    P = comm.gather(closest.sum(dtype=torch.float64).reshape(1))[:, 0]               # (W,) potential per rank
+    P = comm.gather(closest.sum(dtype=torch.float64).reshape(1))[:, 0]  # (W,) potential per rank
     for c in range(1, k):
-        r = torch.rand(L, generator=generator, dtype=torch.float64) * P.sum()        # (L,) the same on all ranks
+        # (L,) the same on all ranks
+        r = torch.rand(L, generator=generator, dtype=torch.float64) * P.sum()
         cumP = torch.cumsum(P, 0)                                                    # (W,)
-        owner = torch.searchsorted(cumP, r).clamp_max_(W - 1)                        # (L,) who holds each draw
+        owner = torch.searchsorted(cumP, r).clamp_max_(W - 1)  # (L,) who holds each draw
         rows = torch.zeros(L, X.shape[1], dtype=torch.float64)
         with comm.local():
             mine = (owner == rank).nonzero().flatten()
@@ -323,35 +350,41 @@ def distributed_kmeans_plusplus(X, k, generator, comm, counts, distance=None, n_
         closest, P, C[c] = d[best], PL[:, best], cands[best]
     return C
 
-# %% ../nbs/11_scaling.ipynb #6809af2f
+# %% ../nbs/11_scaling.ipynb #9343f48d
 def _seed_all(seed, comm):
-    "A generator seeded with rank 0's `seed` (or with fresh entropy drawn on rank 0), the same on every rank."
+    """A generator seeded with rank 0's `seed` (or with fresh entropy drawn on rank 0), the same
+    on every rank."""
     s = float(seed % 2**52 if seed is not None else int.from_bytes(os.urandom(6), 'little'))
     s = int(comm.sum(torch.tensor([s if comm.rank == 0 else 0.0], dtype=torch.float64))[0])
     return torch.Generator().manual_seed(s)
 
-# %% ../nbs/11_scaling.ipynb #8a52e4e3
+# %% ../nbs/11_scaling.ipynb #e48144fc
 def distributed_fit(X_local, k, *, init='k-means++', n_init=1, max_iter=300, tol=1e-4, seed=None,
-                    distance='euclidean', device=None, verbose=False, memory_budget=None, keep_history=True,
-                    init_size=None, block_bytes=None, process_group=None, callback=None):
-    """K-means on this rank's rows `X_local`, together with the other ranks of `process_group` (the default group
-    when torch.distributed is initialised, else this process alone). `X_local`: a tensor, a NumPy array, a memmap
-    or an `.npy` path; memmaps and paths are streamed block by block, never copied whole.
-    Does what `KMeans.fit` does: centres the data (on the global mean, block by block), takes `tol` relative to
-    the global variance, makes `n_init` runs from `init` and keeps the lowest inertia. Initialisation: greedy
-    k-means++ over all points when they are in memory (the centres one process picks for the same `seed`), else
-    `init` on a uniform sample of `init_size` points (default max(10 k, 65536)), gathered on every rank.
-    Every rank must pass the same parameters; rank 0's `seed` is used. `callback(i, centres, inertia)` is called
-    on every rank after each iteration; `verbose` reports on rank 0.
-    Returns a dict: centres (k, D), labels (this rank's points), inertia (float, all points), n_iter, history,
-    inertias, counts (k,), n_samples, n_features, distance."""
+                    distance='euclidean', device=None, verbose=False, memory_budget=None,
+                    keep_history=True, init_size=None, block_bytes=None, process_group=None,
+                    callback=None):
+    """K-means on this rank's rows `X_local`, together with the other ranks of `process_group` (for
+    instance `torch.distributed.group.WORLD`; None: this process alone). `X_local`: a tensor, a
+    NumPy array, a memmap or an `.npy` path; memmaps and paths are streamed block by block, never
+    copied whole. Does what `KMeans.fit` does: centres the data (on the global mean, block by
+    block), takes `tol` relative to the global variance, makes `n_init` runs from `init` and keeps
+    the lowest inertia. Initialisation: greedy k-means++ over all points when they are in memory
+    (the centres one process picks for the same `seed`), else `init` on a uniform sample of
+    `init_size` points (default max(10 k, 65536)), gathered on every rank. Every rank must pass the
+    same parameters; rank 0's `seed` is used. `callback(i, centres, inertia)` is called on every
+    rank after each iteration; `verbose` reports on rank 0. Returns a dict: centres (k, D), labels
+    (this rank's points), inertia (float, all points), n_iter, history, inertias, counts (k,),
+    n_samples, n_features, distance."""
     comm = Comm(process_group)
     C0, seed_ = None, 0
     values = dict(max_iter=0, n_init=0, tol=0, init=0, init_size=0)
     with comm.local():
         if not isinstance(init, str): C0 = check_array(init, 'init')
-        elif init not in INITS: raise ValueError(f"init must be one of {sorted(INITS)} or a (k, D) array; got {init!r}")
-        values = dict(max_iter=_int(max_iter, 'max_iter'), n_init=_int(n_init, 'n_init'), tol=_real(tol, 'tol'),
+        elif init not in INITS:
+            raise ValueError(f"init must be one of {sorted(INITS)} or a (k, D) array; "
+                             f"got {init!r}")
+        values = dict(max_iter=_int(max_iter, 'max_iter'), n_init=_int(n_init, 'n_init'),
+                      tol=_real(tol, 'tol'),
                       init=_code(init if isinstance(init, str) else 'array'),
                       init_size=-1 if init_size is None else _int(init_size, 'init_size'))
         seed_ = None if seed is None else _int(seed, 'seed', lo=0)
@@ -360,11 +393,14 @@ def distributed_fit(X_local, k, *, init='k-means++', n_init=1, max_iter=300, tol
     t0 = time.perf_counter()
     N, mean, m2 = moments(rows, comm)
     if verbose:
-        comm.print(f"{N:,} points x {rows.d} features on {comm.size} process{'es' if comm.size > 1 else ''}"
-                   f"{' (streamed)' if rows.streamed else ''}: mean and variance in {time.perf_counter() - t0:.1f} s")
-    tol_abs = float((m2 / N).mean()) * tol if tol else 0.0            # relative to the data's spread
+        procs = f"{comm.size} process{'es' if comm.size > 1 else ''}"
+        streamed = ' (streamed)' if rows.streamed else ''
+        comm.print(f"{N:,} points x {rows.d} features on {procs}{streamed}: "
+                   f"mean and variance in {time.perf_counter() - t0:.1f} s")
+    tol_abs = float((m2 / N).mean()) * tol if tol else 0.0  # relative to the data's spread
     euclid = isinstance(dist_, SqEuclidean)
-    shift = mean.to(rows.device, rows.dtype) if euclid else None      # centre on the global mean, block by block
+    # centre on the global mean, block by block
+    shift = mean.to(rows.device, rows.dtype) if euclid else None
     back = (lambda c: c + shift) if euclid else (lambda c: c)
     cb = None if callback is None else (lambda i, c, inertia: callback(i, back(c), inertia))
     g = _seed_all(seed_, comm)
@@ -377,47 +413,57 @@ def distributed_fit(X_local, k, *, init='k-means++', n_init=1, max_iter=300, tol
             Xc = torch.zeros(0, rows.d, dtype=rows.dtype, device=rows.device)
             with comm.local():
                 Xc = rows.data.to(rows.device, rows.dtype)
-                if euclid: Xc = Xc - shift                             # (n, D) a centred copy, as KMeans.fit makes
+                if euclid: Xc = Xc - shift  # (n, D) a centred copy, as KMeans.fit makes
             C = distributed_kmeans_plusplus(Xc, k, g, comm, counts, dist_)
             del Xc
         else:
             m = min(N, init_size or max(10 * k, 65536))
-            S = gather_rows(rows, sample_indices(N, m, g), offset, comm, shift)         # (m, D) on every rank
+            # (m, D) on every rank
+            S = gather_rows(rows, sample_indices(N, m, g), offset, comm, shift)
             C = None
-            with comm.local(): C = INITS[init](S, k, g, dist_)        # the same draws, so the same centres
-            comm.sum(torch.zeros(1))                                   # a failed init ends every rank here
+            # the same draws, so the same centres
+            with comm.local(): C = INITS[init](S, k, g, dist_)
+            comm.sum(torch.zeros(1))  # a failed init ends every rank here
         if verbose: comm.print(f"init {run + 1}/{n_init}: {init if C0 is None else 'array'} in "
                                f"{time.perf_counter() - t0:.1f} s")
-        res = _lloyd(rows, C, dist_, comm, shift=shift, max_iter=max_iter, tol=tol_abs, verbose=verbose,
-                     memory_budget=memory_budget, keep_history=keep_history, callback=cb)
+        res = _lloyd(rows, C, dist_, comm, shift=shift, max_iter=max_iter, tol=tol_abs,
+                     verbose=verbose, memory_budget=memory_budget, keep_history=keep_history,
+                     callback=cb)
         if best is None or res['inertia'] < best['inertia']: best = res
-    return dict(centres=back(best['centres']), labels=best['labels'], inertia=float(best['inertia']),
-                n_iter=best['n_iter'], history=[back(c) for c in best['history']],
-                inertias=best['inertias'].tolist(), counts=best['counts'], n_samples=N, n_features=rows.d,
-                distance=dist_)
+    return dict(centres=back(best['centres']), labels=best['labels'],
+                inertia=float(best['inertia']), n_iter=best['n_iter'],
+                history=[back(c) for c in best['history']],
+                inertias=best['inertias'].tolist(), counts=best['counts'], n_samples=N,
+                n_features=rows.d, distance=dist_)
 
-# %% ../nbs/11_scaling.ipynb #f2aaa812
+# %% ../nbs/11_scaling.ipynb #1ec11dff
 def add_fit_parser(subparsers):
     "Add the `fit` command to the `kmeans-lessons` parser's `subparsers`."
-    f = subparsers.add_parser('fit', help='fit k-means to a .npy file, alone or under torchrun; save the centres',
-                              description="Fit k-means to the points in a .npy file (N, D), memory-mapped and "
-                              "streamed, and save the centres (k, D) as .npy. Under `torchrun --nproc_per_node=P` "
-                              "each of the P processes reads its own slice of rows.")
+    f = subparsers.add_parser(
+        'fit', help='fit k-means to a .npy file, alone or under torchrun; save the centres',
+        description="Fit k-means to the points in a .npy file (N, D), memory-mapped and streamed, "
+        "and save the centres (k, D) as .npy. Under `torchrun --nproc_per_node=P` each of the P "
+        "processes reads its own slice of rows.")
     f.add_argument('data', help='the points: a .npy file of shape (N, D)')
     f.add_argument('--k', type=int, required=True, help='number of clusters')
     f.add_argument('--out', required=True, help='where to save the centres: a .npy file')
     f.add_argument('--labels', help="optional .npy file for every point's label (int32, N)")
-    f.add_argument('--init', default='k-means++', choices=list(INITS), help='initialisation (default k-means++, '
-                   'on a sample of --init-size points)')
-    f.add_argument('--init-size', type=int, default=None, help='points k-means++ runs on (default max(10k, 65536))')
-    f.add_argument('--n-init', type=int, default=1, help='runs from different initialisations (default 1)')
-    f.add_argument('--max-iter', type=int, default=300, help='most iterations per run (default 300)')
-    f.add_argument('--tol', type=float, default=1e-4, help='stop when the centres move less than tol x the '
-                   "data's variance (default 1e-4)")
+    f.add_argument('--init', default='k-means++', choices=list(INITS),
+                   help='initialisation (default k-means++, on a sample of --init-size points)')
+    f.add_argument('--init-size', type=int, default=None,
+                   help='points k-means++ runs on (default max(10k, 65536))')
+    f.add_argument('--n-init', type=int, default=1,
+                   help='runs from different initialisations (default 1)')
+    f.add_argument('--max-iter', type=int, default=300,
+                   help='most iterations per run (default 300)')
+    f.add_argument('--tol', type=float, default=1e-4,
+                   help="stop when the centres move less than tol x the data's variance "
+                   "(default 1e-4)")
     f.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
-    f.add_argument('--device', default='cpu', help="'cpu' (default) or 'cuda': under torchrun, GPU LOCAL_RANK "
-                   'with nccl; gloo on the CPU')
-    f.add_argument('--timeout', type=float, default=600, help='seconds a process waits for the others (default 600)')
+    f.add_argument('--device', default='cpu', help="'cpu' (default) or 'cuda': under torchrun, "
+                   'GPU LOCAL_RANK with nccl; gloo on the CPU')
+    f.add_argument('--timeout', type=float, default=600,
+                   help='seconds a process waits for the others (default 600)')
     f.add_argument('--verbose', action='store_true', help='report each iteration (on rank 0)')
     f.set_defaults(run=fit_command, parser=f)
     return f
@@ -426,42 +472,51 @@ def _slice(n, rank, size):
     "Rows of rank `rank` of `size` when `n` rows are split into near-equal consecutive slices."
     return slice(n * rank // size, n * (rank + 1) // size)
 
-# %% ../nbs/11_scaling.ipynb #cf80d975
+# %% ../nbs/11_scaling.ipynb #b7848520
 def fit_command(args):
-    """Run `kmeans-lessons fit`: alone, or as one process of a torchrun job (WORLD_SIZE > 1 in the environment),
-    when it joins the process group, fits its slice of the rows and rank 0 saves the centres. Returns 0."""
+    """Run `kmeans-lessons fit`: alone, or as one process of a torchrun job (WORLD_SIZE > 1 in the
+    environment), when it joins the process group, fits its slice of the rows and rank 0 saves the
+    centres. Returns 0."""
     p = args.parser
     for name in ('k', 'max_iter', 'n_init'):
-        if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    if args.init_size is not None and args.init_size < 1: p.error(f"--init-size must be >= 1; got {args.init_size}")
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.init_size is not None and args.init_size < 1:
+        p.error(f"--init-size must be >= 1; got {args.init_size}")
     if not args.tol >= 0: p.error(f"--tol must be >= 0; got {args.tol}")
     if args.seed < 0: p.error(f"--seed must be >= 0; got {args.seed}")
     for opt in ('out', 'labels'):
         path = getattr(args, opt)
         if path is None: continue
-        if Path(path).suffix.lower() != '.npy': p.error(f"--{opt} must end in .npy; got {Path(path).name!r}")
-        if not Path(path).resolve().parent.is_dir(): p.error(f"--{opt} directory does not exist: {str(Path(path).parent)!r}")
+        if Path(path).suffix.lower() != '.npy':
+            p.error(f"--{opt} must end in .npy; got {Path(path).name!r}")
+        if not Path(path).resolve().parent.is_dir():
+            p.error(f"--{opt} directory does not exist: {str(Path(path).parent)!r}")
     try: X = open_npy(args.data, 'DATA')
     except ValueError as e: p.error(str(e))
     cuda = args.device.startswith('cuda')
-    if cuda and not torch.cuda.is_available(): p.error("--device cuda: no CUDA device is available")
+    if cuda and not torch.cuda.is_available(): p.error("--device cuda: no CUDA device available")
     size, rank = int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('RANK', 0))
     joined = size > 1 and not dist.is_initialized()
     if joined:
         if cuda: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-        dist.init_process_group('nccl' if cuda else 'gloo', timeout=timedelta(seconds=args.timeout))
+        timeout = timedelta(seconds=args.timeout)
+        dist.init_process_group('nccl' if cuda else 'gloo', timeout=timeout)
     try:
         device = torch.device('cuda', torch.cuda.current_device()) if cuda else torch.device('cpu')
         part = _slice(X.shape[0], rank, size) if X.ndim == 2 else slice(None)
+        group = dist.group.WORLD if size > 1 else None
         try:
-            res = distributed_fit(X[part], args.k, init=args.init, init_size=args.init_size, n_init=args.n_init,
-                                  max_iter=args.max_iter, tol=args.tol, seed=args.seed, device=device,
-                                  verbose=args.verbose, keep_history=False)
+            res = distributed_fit(X[part], args.k, init=args.init, init_size=args.init_size,
+                                  n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
+                                  seed=args.seed, device=device, verbose=args.verbose,
+                                  keep_history=False, process_group=group)
         except (ValueError, TypeError) as e: p.error(str(e))
         if args.labels:
-            comm = Comm()
-            if rank == 0: np.lib.format.open_memmap(args.labels, 'w+', np.int32, (X.shape[0],)).flush()
-            if size > 1: comm.sum(torch.zeros(1))                          # a barrier: the file exists
+            comm = Comm(group)
+            if rank == 0:
+                np.lib.format.open_memmap(args.labels, 'w+', np.int32, (X.shape[0],)).flush()
+            if size > 1: comm.sum(torch.zeros(1))  # a barrier: the file exists
             L = np.lib.format.open_memmap(args.labels, 'r+')
             L[part] = res['labels'].cpu().numpy()
             L.flush()
@@ -469,22 +524,25 @@ def fit_command(args):
             if size > 1: comm.sum(torch.zeros(1))                          # every slice is written
         if rank == 0:
             np.save(args.out, res['centres'].cpu().numpy())
-            print(f"wrote {Path(args.out).resolve()}: {args.k} centres x {res['n_features']} features; "
+            print(f"wrote {Path(args.out).resolve()}: {args.k} centres x {res['n_features']} "
+                  f"features; "
                   f"{res['n_samples']:,} points on {size} process{'es' if size > 1 else ''}, "
                   f"{res['n_iter']} iterations, inertia {res['inertia']:.6g}", flush=True)
         return 0
     finally:
         if joined: dist.destroy_process_group()
 
-# %% ../nbs/11_scaling.ipynb #df72ec60
+# %% ../nbs/11_scaling.ipynb #ededd3ac
 def main(argv=None):
-    "`python -m kmeans_lessons.distributed fit ...`: the `fit` command on its own (also for `torchrun -m`)."
+    """`python -m kmeans_lessons.distributed fit ...`: the `fit` command on its own (also for
+    `torchrun -m`)."""
     import argparse
     p = argparse.ArgumentParser(prog='kmeans-lessons')
     add_fit_parser(p.add_subparsers(dest='command', required=True, metavar='COMMAND'))
     args = p.parse_args(argv)
     return args.run(args)
 
-# %% ../nbs/11_scaling.ipynb #3928b2a2
-if __name__ == '__main__' and '__file__' in globals():    # `python -m kmeans_lessons.distributed`, not the notebook
+# %% ../nbs/11_scaling.ipynb #87c15289
+# `python -m kmeans_lessons.distributed`, not the notebook
+if __name__ == '__main__' and '__file__' in globals():
     sys.exit(main())

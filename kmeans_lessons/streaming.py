@@ -27,42 +27,49 @@ def _byte_bounds(a):
     f = getattr(getattr(np.lib, 'array_utils', np), 'byte_bounds', None) or np.byte_bounds
     return f(a)
 
-# %% ../nbs/93_streaming.ipynb #7b992336
+# %% ../nbs/93_streaming.ipynb #1b999ec2
 def release_pages(a):
-    """Hand back to the kernel the pages of the memmap `a` that this process has read. A file's pages stay mapped,
-    and count in the process's resident memory (RSS), until the kernel needs them: without this, streaming a file
-    looks like holding all of it. Only for shared file mappings; the data stay in the page cache and on disk."""
-    if _libc is None or not isinstance(a, np.memmap) or a.mode not in ('r', 'r+', 'w+') or a.size == 0: return
-    lo, hi = _byte_bounds(a)                                           # the addresses the array spans
-    lo -= lo % _PAGE                                                   # madvise wants a page-aligned start
+    """Hand back to the kernel the pages of the memmap `a` that this process has read. A file's
+    pages stay mapped, and count in the process's resident memory (RSS), until the kernel needs
+    them: without this, streaming a file looks like holding all of it. Only for shared file
+    mappings; the data stay in the page cache and on disk."""
+    if _libc is None or not isinstance(a, np.memmap) or a.mode not in ('r', 'r+', 'w+'): return
+    if a.size == 0: return
+    lo, hi = _byte_bounds(a)  # the addresses the array spans
+    lo -= lo % _PAGE  # madvise wants a page-aligned start
     _libc.madvise(lo, hi - lo, _MADV_DONTNEED)
 
-# %% ../nbs/93_streaming.ipynb #51ade0f3
+# %% ../nbs/93_streaming.ipynb #19922e51
 def open_npy(path, name='X'):
-    "Memory-map the `.npy` file `path` read-only (nothing is read yet), with a clear error if it can't be."
+    """Memory-map the `.npy` file `path` read-only (nothing is read yet), with a clear error if
+    it can't be."""
     p = Path(path)
     if p.suffix.lower() != '.npy': raise ValueError(f"{name} must be a .npy file; got {str(p)!r}")
     if not p.is_file(): raise ValueError(f"{name}: file not found: {str(p)!r}")
     try: return np.load(p, mmap_mode='r', allow_pickle=False)
-    except Exception as e: raise ValueError(f"{name}: {p.name} is not a readable .npy array ({e})") from None
+    except Exception as e:
+        raise ValueError(f"{name}: {p.name} is not a readable .npy array ({e})") from None
 
 def _label_dtype(k):
     "The smallest integer type that holds the labels 0..k-1."
     return torch.uint8 if k <= 256 else torch.int16 if k <= 2**15 else torch.int32
 
-TAKE_ROWS = 1024   # scattered rows are read from a memmap this many at a time, then their pages handed back
+# scattered rows are read from a memmap this many at a time, then their pages handed back
+TAKE_ROWS = 1024
 
-# %% ../nbs/93_streaming.ipynb #027ceb51
+# %% ../nbs/93_streaming.ipynb #1122e755
 class Rows:
-    """The local data, read block by block: a tensor, a NumPy array or memmap, or the path of an `.npy` file
-    (memory-mapped, never loaded). Memmaps (and read-only arrays) are *streamed*: each block is copied into one
-    reused buffer, in the work dtype, and its file pages handed back, so memory holds one block at a time.
-    Zero rows are allowed (a rank may have none); finiteness is checked in the first pass (`local_moments`)."""
+    """The local data, read block by block: a tensor, a NumPy array or memmap, or the path of an
+    `.npy` file (memory-mapped, never loaded). Memmaps (and read-only arrays) are *streamed*: each
+    block is copied into one reused buffer, in the work dtype, and its file pages handed back, so
+    memory holds one block at a time. Zero rows are allowed (a rank may have none); finiteness is
+    checked in the first pass (`local_moments`)."""
     def __init__(self, X, name='X', *, device=None, block_bytes=None):
         if isinstance(X, (str, os.PathLike)): X = open_npy(X, name)
         elif not torch.is_tensor(X) and not isinstance(X, np.ndarray):
-            X = check_array(X, name)                                   # a nested list: validated and copied
-        kind = 'memmap' if isinstance(X, np.memmap) else 'array' if isinstance(X, np.ndarray) else 'tensor'
+            X = check_array(X, name)  # a nested list: validated and copied
+        kind = ('memmap' if isinstance(X, np.memmap) else 'array' if isinstance(X, np.ndarray)
+                else 'tensor')
         dt = X.dtype
         if kind != 'tensor':
             if dt.kind not in 'fiub' or dt.names is not None:
@@ -72,9 +79,9 @@ class Rows:
             if dt.is_complex: raise TypeError(f"{name} must be real; got complex dtype {dt}")
             dtype = dt if dt in (torch.float32, torch.float64) else torch.get_default_dtype()
         if X.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features); got {X.ndim}-D with shape "
-                             f"{tuple(X.shape)}" + (". Reshape a single feature with X.reshape(-1, 1)."
-                                                    if X.ndim == 1 else ""))
+            hint = ". Reshape a single feature with X.reshape(-1, 1)." if X.ndim == 1 else ""
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features); got {X.ndim}-D with "
+                             f"shape {tuple(X.shape)}{hint}")
         if X.shape[1] == 0: raise ValueError(f"{name} has no features: shape {tuple(X.shape)}")
         self.streamed = kind == 'memmap' or (kind == 'array' and not X.flags.writeable)
         if kind == 'array' and not self.streamed: X = torch.from_numpy(X)   # in memory: no copy
@@ -85,25 +92,30 @@ class Rows:
         self.block_rows = max(1, (block_bytes or BLOCK_BYTES) // (self.d * dtype.itemsize))
         self._buf = None
 
-    def __repr__(self): return f"Rows({self.n} x {self.d}, {'streamed' if self.streamed else 'in memory'})"
+    def __repr__(self):
+        return f"Rows({self.n} x {self.d}, {'streamed' if self.streamed else 'in memory'})"
 
     def _buffer(self):
-        "One block's room, reused: on the CPU for streamed data (then copied to the device), else on the device."
+        """One block's room, reused: on the CPU for streamed data (then copied to the device),
+        else on the device."""
         if self._buf is None:
             dev = 'cpu' if self.streamed else self.device
-            self._buf = torch.empty(min(self.block_rows, max(self.n, 1)), self.d, dtype=self.dtype, device=dev)
+            rows = min(self.block_rows, max(self.n, 1))
+            self._buf = torch.empty(rows, self.d, dtype=self.dtype, device=dev)
         return self._buf
 
     def blocks(self, shift=None):
-        """`(start, block)` for consecutive blocks of rows, (b, D) in the work dtype on the device, minus `shift`
-        when given. A block lives in a reused buffer (or is a view of the data): use it before the next one."""
+        """`(start, block)` for consecutive blocks of rows, (b, D) in the work dtype on the device,
+        minus `shift` when given. A block lives in a reused buffer (or is a view of the data): use
+        it before the next one."""
         sh = None if shift is None else shift.cpu().numpy() if self.streamed else shift
         for s in range(0, self.n, self.block_rows):
             part = self.data[s:s + self.block_rows]
             if self.streamed:
                 out = self._buffer()[:len(part)]
-                if sh is None: np.copyto(out.numpy(), part)            # read from the file, in the work dtype
-                else: np.subtract(part, sh, out=out.numpy())           # read and centre in one pass
+                # read from the file, in the work dtype
+                if sh is None: np.copyto(out.numpy(), part)
+                else: np.subtract(part, sh, out=out.numpy())  # read and centre in one pass
                 release_pages(self.data)
                 yield s, out.to(self.device)
             elif sh is None and part.dtype == self.dtype: yield s, part.to(self.device)
@@ -113,8 +125,9 @@ class Rows:
                 yield s, (out.copy_(part) if sh is None else torch.sub(part, sh, out=out))
 
     def take(self, idx, shift=None):
-        """The rows at the local indices `idx` (a sorted LongTensor), (len(idx), D), minus `shift`. From a memmap
-        they are read TAKE_ROWS at a time: each scattered read maps the pages around it, which are handed back."""
+        """The rows at the local indices `idx` (a sorted LongTensor), (len(idx), D), minus `shift`.
+        From a memmap they are read TAKE_ROWS at a time: each scattered read maps the pages around
+        it, which are handed back."""
         i = idx.cpu()
         if not self.streamed: x = self.data[i.to(self.data.device)]
         else:
@@ -126,25 +139,29 @@ class Rows:
         return x if shift is None else x - shift
 
     def labels_buffer(self, k):
-        "Room for every local point's label: int64 in memory, the smallest integer type when streamed."
+        """Room for every local point's label: int64 in memory, the smallest integer type when
+        streamed."""
         if self.streamed: return torch.zeros(self.n, dtype=_label_dtype(k))
         return torch.zeros(self.n, dtype=torch.long, device=self.device)
 
-# %% ../nbs/93_streaming.ipynb #c3c0bf0e
-F64_CHUNK_BYTES = 4 * 2**20   # on the CPU, float64 copies are made this many bytes at a time: they stay in cache
+# %% ../nbs/93_streaming.ipynb #3ac2db85
+# on the CPU, float64 copies are made this many bytes at a time: they stay in cache
+F64_CHUNK_BYTES = 4 * 2**20
 
 def chunks64(x):
-    """`(j, chunk)`: the rows of `x` in float64, a cache-sized chunk at a time on the CPU (one reused buffer:
-    several times faster than `x.double()` of a big block), the whole block at once on a GPU."""
+    """`(j, chunk)`: the rows of `x` in float64, a cache-sized chunk at a time on the CPU (one
+    reused buffer: several times faster than `x.double()` of a big block), the whole block at once
+    on a GPU."""
     rows = len(x) if x.device.type != 'cpu' else max(1, F64_CHUNK_BYTES // (8 * x.shape[1]))
     buf = torch.empty(min(rows, len(x)), x.shape[1], dtype=torch.float64, device=x.device)
     for j in range(0, len(x), rows):
         part = x[j:j + rows]
         yield j, buf[:len(part)].copy_(part)
 
-# %% ../nbs/93_streaming.ipynb #1dae76ca
+# %% ../nbs/93_streaming.ipynb #011aa9dc
 def merge_moments(a, b):
-    "Chan et al.'s update: (count, mean, M2) of two parts -> of their union. M2 is the sum of squared deviations."
+    """Chan et al.'s update: (count, mean, M2) of two parts -> of their union. M2 is the sum of
+    squared deviations."""
     (na, ma, sa), (nb, mb, sb) = a, b
     n = na + nb
     if nb == 0: return a
@@ -152,10 +169,11 @@ def merge_moments(a, b):
     delta = mb - ma
     return n, ma + delta * (nb / n), sa + sb + delta ** 2 * (na * nb / n)
 
-# %% ../nbs/93_streaming.ipynb #050c0719
+# %% ../nbs/93_streaming.ipynb #8c65ce11
 def local_moments(rows):
-    """Count, mean (D,) and M2 (D,), the sum of squared deviations, of `rows`, in float64, in one pass over the
-    blocks (merged chunk by chunk); raises a ValueError naming the rows if a value is NaN or inf."""
+    """Count, mean (D,) and M2 (D,), the sum of squared deviations, of `rows`, in float64, in one
+    pass over the blocks (merged chunk by chunk); raises a ValueError naming the rows if a value is
+    NaN or inf."""
     acc = (0, None, None)
     for s, x in rows.blocks():
         for j, c in chunks64(x):
@@ -163,78 +181,91 @@ def local_moments(rows):
             m2 = c.sub_(m).square_().sum(0)                            # (D,) c is a scratch copy
             if not bool(torch.isfinite(m2).all()):
                 bad = int((~torch.isfinite(x[j:j + len(c)])).sum())
-                raise ValueError(f"{rows.name} contains NaN or inf ({bad} value{'s' if bad > 1 else ''} in "
-                                 f"rows {s + j}..{s + j + len(c) - 1}); remove or impute them first")
+                many = 's' if bad > 1 else ''
+                raise ValueError(f"{rows.name} contains NaN or inf ({bad} value{many} in rows "
+                                 f"{s + j}..{s + j + len(c) - 1}); remove or impute them first")
             acc = merge_moments(acc, (len(c), m.cpu(), m2.cpu()))
-    return acc if acc[0] else (0, torch.zeros(rows.d, dtype=torch.float64), torch.zeros(rows.d, dtype=torch.float64))
+    zero = torch.zeros(rows.d, dtype=torch.float64)
+    return acc if acc[0] else (0, zero, zero.clone())
 
-# %% ../nbs/93_streaming.ipynb #5304348a
+# %% ../nbs/93_streaming.ipynb #7fd7601d
 def check_mean_distance(distance):
-    """The `Distance` for `distance`, if its centre is the mean (the only centre that sums and counts give);
-    `CosineDistance` and other distances with their own `centre` are refused."""
+    """The `Distance` for `distance`, if its centre is the mean (the only centre that sums and
+    counts give); `CosineDistance` and other distances with their own `centre` are refused."""
     d = get_distance(distance)
     for m in ('centre', 'tolerance_scale'):
         if getattr(type(d), m) is not getattr(Distance, m):
-            raise ValueError(f"distance {d.name!r} defines its own {m}(): distributed, streamed and mini-batch "
-                             "k-means need centres that are means of points (sums and counts)")
+            raise ValueError(f"distance {d.name!r} defines its own {m}(): distributed, streamed "
+                             "and mini-batch k-means need centres that are means of points "
+                             "(sums and counts)")
     return d
 
-# %% ../nbs/93_streaming.ipynb #0c93ec1f
-def minibatch_step(x, C, counts, distance=None, *, reassign=False, reassignment_ratio=0.01, generator=None,
-                   memory_budget=None):
-    """One step of mini-batch k-means on the points `x` (b, D), as scikit-learn's `_mini_batch_step`: assign; move
-    each centre to the mean of all the points it has been given (`counts` (K,) holds how many), a learning rate of
-    (new points) / (all its points); then, if `reassign`, move the centres whose count is below
-    `reassignment_ratio` x the largest to random points of the batch. Returns
-    `(C (K, D), counts (K,), the batch's inertia before the move, how many centres were reassigned)`."""
+# %% ../nbs/93_streaming.ipynb #fcfd27cf
+def minibatch_step(x, C, counts, distance=None, *, reassign=False, reassignment_ratio=0.01,
+                   generator=None, memory_budget=None):
+    """One step of mini-batch k-means on the points `x` (b, D), as scikit-learn's
+    `_mini_batch_step`: assign; move each centre to the mean of all the points it has been given
+    (`counts` (K,) holds how many), a learning rate of (new points) / (all its points); then, if
+    `reassign`, move the centres whose count is below `reassignment_ratio` x the largest to random
+    points of the batch. Returns `(C (K, D), counts (K,), the batch's inertia before the move, how
+    many centres were reassigned)`."""
     dist = get_distance(distance)
     K = C.shape[0]
     labels, d = assign(x, C, dist, memory_budget=memory_budget)                        # (b,), (b,)
     if not bool(torch.isfinite(d).all()): raise ValueError("a batch contains NaN or inf values")
-    new = torch.bincount(labels, minlength=K).to(torch.float64)                        # (K,) new points
-    sums = torch.zeros(K, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, labels, x.double())
+    new = torch.bincount(labels, minlength=K).to(torch.float64)  # (K,) new points
+    sums = torch.zeros(K, x.shape[1], dtype=torch.float64, device=x.device)
+    sums.index_add_(0, labels, x.double())                                             # (K, D)
     total = counts + new                                                               # (K,)
     moved = (C.double() * counts[:, None] + sums) / total.clamp_min(1)[:, None]        # (K, D)
     C = torch.where((new > 0)[:, None], moved, C.double()).to(C.dtype)
     m = 0
     if reassign and reassignment_ratio > 0:
         small = total < reassignment_ratio * total.max()                               # (K,)
-        if small.sum() > 0.5 * len(x):                                   # at most half the batch becomes centres
+        if small.sum() > 0.5 * len(x):  # at most half the batch becomes centres
             small[torch.argsort(total, stable=True)[int(0.5 * len(x)):]] = False
         m = int(small.sum())
         if m: C[small] = x[torch.randperm(len(x), generator=generator)[:m].to(x.device)]
-        if bool((~small).any()): total[small] = total[~small].min()     # not so small that they move at once
+        # not so small that they move at once
+        if bool((~small).any()): total[small] = total[~small].min()
     return C, total, float(d.sum(dtype=torch.float64)), m
 
-# %% ../nbs/93_streaming.ipynb #b3020e61
+# %% ../nbs/93_streaming.ipynb #ba35846a
 def _is_batches(X):
-    "An iterable of batches (a DataLoader, a generator, a list of 2-D arrays), rather than one data set."
+    """An iterable of batches (a DataLoader, a generator, a list of 2-D arrays), rather than one
+    data set."""
     if torch.is_tensor(X) or isinstance(X, (np.ndarray, str, os.PathLike)): return False
     if isinstance(X, (list, tuple)):
-        return len(X) > 0 and (torch.is_tensor(X[0]) or isinstance(X[0], np.ndarray)) and np.ndim(X[0]) == 2
+        if not X: return False
+        return (torch.is_tensor(X[0]) or isinstance(X[0], np.ndarray)) and np.ndim(X[0]) == 2
     return hasattr(X, '__iter__')
 
 def _batch_tensor(b):
-    "The points of one batch: a DataLoader over a TensorDataset yields `[x]` or `(x, y)`; take `x`."
+    """The points of one batch: a DataLoader over a TensorDataset yields `[x]` or `(x, y)`; take
+    `x`."""
     return b[0] if isinstance(b, (list, tuple)) and len(b) and np.ndim(b[0]) == 2 else b
 
-# %% ../nbs/93_streaming.ipynb #d5744915
+# %% ../nbs/93_streaming.ipynb #421b3141
 class MiniBatchKMeans:
-    """Mini-batch k-means (Sculley, 2010), scikit-learn's method: each step assigns a batch of `batch_size` points
-    and moves each centre towards the mean of its new points with its own learning rate, (points of the batch) /
-    (points it has ever had); centres whose count falls below `reassignment_ratio` x the largest move to random
-    points of the batch; the fit stops after `max_no_improvement` steps without a better smoothed batch inertia,
-    when the centres move less than `tol` (relative to the data's variance; 0: off), or after `max_iter` passes.
-
-    `fit` takes a tensor, a NumPy array, a memmap or an `.npy` path (random batches, rows read as needed), or any
-    iterable of batches such as a `DataLoader` (passes over it in order). `partial_fit` takes one batch."""
+    """Mini-batch k-means (Sculley, 2010), scikit-learn's method: each step assigns a batch of
+    `batch_size` points and moves each centre towards the mean of its new points with its own
+    learning rate, (points of the batch) / (points it has ever had); centres whose count falls
+    below `reassignment_ratio` x the largest move to random points of the batch; the fit stops
+    after `max_no_improvement` steps without a better smoothed batch inertia, when the centres move
+    less than `tol` (relative to the data's variance; 0: off), or after `max_iter` passes. `fit`
+    takes a tensor, a NumPy array, a memmap or an `.npy` path (random batches, rows read as
+    needed), or any iterable of batches such as a `DataLoader` (passes over it in order).
+    `partial_fit` takes one batch."""
     def __init__(self, n_clusters=8, *, init='k-means++', max_iter=100, batch_size=1024, tol=0.0,
-                 max_no_improvement=10, init_size=None, n_init=1, reassignment_ratio=0.01, compute_labels=True,
-                 seed=None, device=None, verbose=False, distance='euclidean', memory_budget=None):
-        self.n_clusters, self.init, self.max_iter, self.batch_size, self.tol = n_clusters, init, max_iter, batch_size, tol
-        self.max_no_improvement, self.init_size, self.n_init = max_no_improvement, init_size, n_init
-        self.reassignment_ratio, self.compute_labels, self.seed = reassignment_ratio, compute_labels, seed
-        self.device, self.verbose, self.distance, self.memory_budget = device, verbose, distance, memory_budget
+                 max_no_improvement=10, init_size=None, n_init=1, reassignment_ratio=0.01,
+                 compute_labels=True, seed=None, device=None, verbose=False, distance='euclidean',
+                 memory_budget=None):
+        self.n_clusters, self.init, self.max_iter = n_clusters, init, max_iter
+        self.batch_size, self.tol, self.max_no_improvement = batch_size, tol, max_no_improvement
+        self.init_size, self.n_init = init_size, n_init
+        self.reassignment_ratio = reassignment_ratio
+        self.compute_labels, self.seed, self.device = compute_labels, seed, device
+        self.verbose, self.distance, self.memory_budget = verbose, distance, memory_budget
 
     def __repr__(self):
         args = ', '.join(f"{k}={v!r}" for k, v in self.__dict__.items()
@@ -247,7 +278,8 @@ class MiniBatchKMeans:
             v = getattr(self, name)
             if none and v is None: return None
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1{' or None' if none else ''}; got {v!r}")
+                raise ValueError(f"{name} must be an int >= 1{' or None' if none else ''}; "
+                                 f"got {v!r}")
             return int(v)
         k = pos_int('n_clusters'); pos_int('max_iter'); pos_int('batch_size'); pos_int('n_init')
         pos_int('init_size', none=True); pos_int('max_no_improvement', none=True)
@@ -256,9 +288,10 @@ class MiniBatchKMeans:
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
                 raise ValueError(f"{name} must be a real number >= 0; got {v!r}")
         if isinstance(self.init, str) and self.init not in INITS:
-            raise ValueError(f"init must be one of {sorted(INITS)} or a (k, D) array; got {self.init!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)
-                                      or self.seed < 0):
+            raise ValueError(f"init must be one of {sorted(INITS)} or a (k, D) array; "
+                             f"got {self.init!r}")
+        s = self.seed
+        if s is not None and (isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0):
             raise ValueError(f"seed must be an int >= 0 or None; got {self.seed!r}")
         self.distance_ = check_mean_distance(self.distance)
         self._dev = None if self.device is None else get_device(self.device)
@@ -273,33 +306,38 @@ class MiniBatchKMeans:
     def _init_size(self, k, n_samples):
         "scikit-learn's rule: 3 batches' worth of points (at least 3 k), at most all of them."
         bs = min(self.batch_size, n_samples)
-        size = self.init_size if self.init_size is not None and self.init_size >= k else max(3 * bs, 3 * k)
+        size = self.init_size
+        if size is None or size < k: size = max(3 * bs, 3 * k)
         return bs, min(size, n_samples)
 
     def _draws(self, X0, size, g):
-        "Samples of `size` rows of `X0` (with replacement, as scikit-learn; all of `X0` when it is that small)."
+        """Samples of `size` rows of `X0` (with replacement, as scikit-learn; all of `X0` when
+        it is that small)."""
         n = 1 + (self.n_init if isinstance(self.init, str) else 0)
         if size >= len(X0): return [X0] * n
         return [X0[torch.randint(len(X0), (size,), generator=g).to(X0.device)] for _ in range(n)]
 
     def _start(self, k, draws, n_samples, g):
-        """Initial centres: `draws` are samples of rows, the first a validation set, then one per init; as
-        scikit-learn, keep the init with the lowest inertia on the validation set. Fixes the shift (the mean of the
-        validation sample) and resets the counts and the early-stopping state."""
+        """Initial centres: `draws` are samples of rows, the first a validation set, then one per
+        init; as scikit-learn, keep the init with the lowest inertia on the validation set. Fixes
+        the shift (the mean of the validation sample) and resets the counts and the early-stopping
+        state."""
         D = draws[0].shape[1]
         self._shift = draws[0].mean(0)                                 # (D,)
         if not isinstance(self.init, str):
             C = check_array(self.init, 'init', device=draws[0].device, dtype=draws[0].dtype)
             if tuple(C.shape) != (k, D):
-                raise ValueError(f"init has shape {tuple(C.shape)}, but n_clusters={k} and X has {D} features: "
-                                 f"expected ({k}, {D})")
+                raise ValueError(f"init has shape {tuple(C.shape)}, but n_clusters={k} and X has "
+                                 f"{D} features: expected ({k}, {D})")
             C = C - self._shift
         else:
             valid, best = draws[0] - self._shift, None
             for r, S in enumerate(draws[1:]):
                 C = INITS[self.init](S - self._shift, k, g, self.distance_)
                 inertia = float(assign(valid, C, self.distance_)[1].sum())
-                if self.verbose: print(f"init {r + 1}/{len(draws) - 1}: inertia {inertia:.6g} on {len(valid)} points")
+                if self.verbose:
+                    print(f"init {r + 1}/{len(draws) - 1}: inertia {inertia:.6g} "
+                          f"on {len(valid)} points")
                 if best is None or inertia < best[0]: best = (inertia, C)
             C = best[1]
         self._C, self._counts = C, torch.zeros(k, dtype=torch.float64, device=C.device)
@@ -309,7 +347,8 @@ class MiniBatchKMeans:
         self.n_features_in_, self.n_steps_, self._g = D, 0, g
 
     def _random_reassign(self):
-        "scikit-learn's schedule: every 10 k points seen, or whenever a centre has never had a point."
+        """scikit-learn's schedule: every 10 k points seen, or whenever a centre has never had a
+        point."""
         self._n_since_reassign += self._batch_size
         if bool((self._counts == 0).any()) or self._n_since_reassign >= 10 * self.n_clusters:
             self._n_since_reassign = 0
@@ -320,25 +359,29 @@ class MiniBatchKMeans:
         "One step on centred points `x`; returns the batch's inertia."
         C, self._counts, inertia, m = minibatch_step(
             x, self._C, self._counts, self.distance_, reassign=self._random_reassign(),
-            reassignment_ratio=self.reassignment_ratio, generator=self._g, memory_budget=self.memory_budget)
+            reassignment_ratio=self.reassignment_ratio, generator=self._g,
+            memory_budget=self.memory_budget)
         if m and self.verbose: print(f"[MiniBatchKMeans] Reassigning {m} cluster centers.")
         self._moved = float(((C - self._C) ** 2).sum()) if self._tol > 0 else 0.0
         self._C = C
         return inertia
 
     def _converged(self, step, n_steps, n_samples, batch_inertia):
-        "scikit-learn's early stopping: centres moved <= tol, or no better smoothed inertia for a while."
+        """scikit-learn's early stopping: centres moved <= tol, or no better smoothed inertia
+        for a while."""
         batch_inertia /= self._batch_size
         step += 1
-        if step == 1:                                                  # the first batch measures the init
-            if self.verbose: print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}")
+        if step == 1:  # the first batch measures the init
+            if self.verbose: print(f"Minibatch step {step}/{n_steps}: mean batch inertia: "
+                                   f"{batch_inertia}")
             return False
         if self._ewa is None: self._ewa = batch_inertia
         else:
             alpha = min(1.0, self._batch_size * 2.0 / (n_samples + 1))
             self._ewa = self._ewa * (1 - alpha) + batch_inertia * alpha
         if self.verbose:
-            print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, ewa inertia: {self._ewa}")
+            print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, "
+                  f"ewa inertia: {self._ewa}")
         if self._tol > 0 and self._moved <= self._tol:
             if self.verbose: print(f"Converged (small centers change) at step {step}/{n_steps}")
             return True
@@ -346,15 +389,17 @@ class MiniBatchKMeans:
             self._no_improvement, self._ewa_min = 0, self._ewa
         else: self._no_improvement += 1
         if self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement:
-            if self.verbose: print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
+            if self.verbose:
+                print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
             return True
         return False
 
     def _finish(self):
-        self.cluster_centers_ = self._C + self._shift                 # (k, D) back where the data are
+        self.cluster_centers_ = self._C + self._shift  # (k, D) back where the data are
 
     def fit(self, X, y=None):
-        "Cluster `X`: a tensor, array, memmap or `.npy` path (random batches), or an iterable of batches."
+        """Cluster `X`: a tensor, array, memmap or `.npy` path (random batches), or an iterable
+        of batches."""
         k, g = self._check_params(), self._generator()
         if _is_batches(X): return self._fit_batches(X, k, g)
         rows = Rows(X, device=self._dev)
@@ -363,14 +408,16 @@ class MiniBatchKMeans:
         bs, size = self._init_size(k, N)
         draws = [rows.take(torch.randint(N, (size,), generator=g).sort().values)
                  for _ in range(1 + (self.n_init if isinstance(self.init, str) else 0))]
-        if not all(bool(torch.isfinite(d).all()) for d in draws): raise ValueError("X contains NaN or inf values")
+        if not all(bool(torch.isfinite(d).all()) for d in draws):
+            raise ValueError("X contains NaN or inf values")
         self._start(k, draws, N, g)
         if self.tol:
-            n, _, m2 = local_moments(rows)                             # a pass over the data for the variance
+            n, _, m2 = local_moments(rows)  # a pass over the data for the variance
             self._tol = float((m2 / n).mean()) * self.tol
         n_steps = (self.max_iter * N) // bs
         for i in range(n_steps):
-            x = rows.take(torch.randint(N, (bs,), generator=g).sort().values, self._shift)   # (bs, D)
+            # (bs, D)
+            x = rows.take(torch.randint(N, (bs,), generator=g).sort().values, self._shift)
             if self._converged(i, n_steps, N, self._step(x)): break
         self.n_steps_, self.n_iter_ = i + 1, math.ceil((i + 1) * bs / N)
         self._finish()
@@ -379,25 +426,30 @@ class MiniBatchKMeans:
         return self
 
     def _fit_batches(self, batches, k, g):
-        """Passes over an iterable of batches, in its order: the first batches (enough for `init_size` points)
-        initialise, then every batch is a step. `max_iter` passes if it can be iterated again, else one."""
-        again = iter(batches) is not batches                           # a DataLoader or a list, not a generator
+        """Passes over an iterable of batches, in its order: the first batches (enough for
+        `init_size` points) initialise, then every batch is a step. `max_iter` passes if it can be
+        iterated again, else one."""
+        again = iter(batches) is not batches  # a DataLoader or a list, not a generator
         ds = getattr(batches, 'dataset', None)
         n_total = len(ds) if ds is not None and hasattr(ds, '__len__') else None
         pending, seen, i, stop, started = [], 0, 0, False, False
 
         def start(pool):
             n = sum(len(p) for p in pool)
-            if n < k: raise ValueError(f"the batches hold {n} points; n_clusters={k} needs at least {k}")
+            if n < k:
+                raise ValueError(f"the batches hold {n} points; n_clusters={k} needs at least {k}")
             X0 = torch.cat(pool)                                       # (n, D)
-            self._start(k, self._draws(X0, self._init_size(k, n_total or n)[1], g), n_total or n, g)
+            size = self._init_size(k, n_total or n)[1]
+            self._start(k, self._draws(X0, size, g), n_total or n, g)
 
         def step(x):
             nonlocal seen, i
             if x.shape[1] != self.n_features_in_:
-                raise ValueError(f"a batch has {x.shape[1]} features; the first had {self.n_features_in_}")
+                raise ValueError(f"a batch has {x.shape[1]} features; "
+                                 f"the first had {self.n_features_in_}")
             seen, self._batch_size = seen + len(x), len(x)
-            done = self._converged(i, '?', n_total or seen, self._step(x.to(self._C.dtype) - self._shift))
+            inertia = self._step(x.to(self._C.dtype) - self._shift)
+            done = self._converged(i, '?', n_total or seen, inertia)
             i += 1
             return done
 
@@ -407,37 +459,43 @@ class MiniBatchKMeans:
                 if started: stop = step(x)
                 else:
                     pending.append(x)
-                    if sum(len(p) for p in pending) < max(k, self._init_size(k, 10**18)[1]): continue
+                    need = max(k, self._init_size(k, 10**18)[1])
+                    if sum(len(p) for p in pending) < need: continue
                     start(pending)
                     started = True
                     stop = any(step(p) for p in pending)
                 if stop: break
-            if not started:                                            # one pass held fewer points: use them all
+            if not started:  # one pass held fewer points: use them all
                 if not pending: raise ValueError("the iterable of batches is empty")
                 start(pending)
                 started = True
                 stop = any(step(p) for p in pending)
             if stop: break
-            n_total = n_total or seen                                  # after one pass, the data's size is known
+            n_total = n_total or seen  # after one pass, the data's size is known
         self.n_steps_, self.n_iter_ = i, epoch + 1
         self._finish()
-        self.labels_ = None                                            # batches come in any order: no labels
-        if self.compute_labels and again: self.inertia_ = -sum(self.score(_batch_tensor(b)) for b in batches)
+        self.labels_ = None  # batches come in any order: no labels
+        if self.compute_labels and again:
+            self.inertia_ = -sum(self.score(_batch_tensor(b)) for b in batches)
         else: self.inertia_ = self._ewa * (n_total or seen) if self._ewa is not None else None
         return self
 
     def partial_fit(self, X, y=None):
-        "One mini-batch step on the batch `X` (n, D); the first call initialises the centres on it."
+        """One mini-batch step on the batch `X` (n, D); the first call initialises the centres
+        on it."""
         if not hasattr(self, '_C'):
             k = self._check_params()
             x = check_array(X, device=self._dev)
-            if len(x) < k: raise ValueError(f"the first batch has {len(x)} points; n_clusters={k} needs at least {k}")
+            if len(x) < k:
+                raise ValueError(f"the first batch has {len(x)} points; n_clusters={k} needs at "
+                                 f"least {k}")
             g = self._generator()
             self._start(k, self._draws(x, self._init_size(k, len(x))[1], g), len(x), g)
         else:
             x = check_array(X, device=self._C.device, dtype=self._C.dtype)
             if x.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {x.shape[1]} features, but MiniBatchKMeans was fitted with {self.n_features_in_}")
+                raise ValueError(f"X has {x.shape[1]} features, but MiniBatchKMeans was fitted "
+                                 f"with {self.n_features_in_}")
         xc = x.to(self._C.dtype) - self._shift
         self._step(xc)
         self.n_steps_ += 1
@@ -451,21 +509,25 @@ class MiniBatchKMeans:
         labels, inertia = rows.labels_buffer(self.n_clusters), 0.0
         for s, x in rows.blocks(self._shift):
             lb, d = assign(x, self._C, self.distance_, memory_budget=self.memory_budget)
-            if not bool(torch.isfinite(d).all()): raise ValueError(f"X contains NaN or inf values (rows {s}..)")
+            if not bool(torch.isfinite(d).all()):
+                raise ValueError(f"X contains NaN or inf values (rows {s}..)")
             labels[s:s + len(x)] = lb.to(labels.device, labels.dtype)
             inertia += float(d.sum(dtype=torch.float64))
         return labels, inertia
 
     def _check_fitted(self, X):
         if not hasattr(self, 'cluster_centers_'):
-            raise NotFittedError("this MiniBatchKMeans is not fitted yet: call fit or partial_fit first")
+            raise NotFittedError("this MiniBatchKMeans is not fitted yet: call fit or partial_fit "
+                                 "first")
         rows = Rows(X, device=self._C.device)
         if rows.d != self.n_features_in_:
-            raise ValueError(f"X has {rows.d} features, but MiniBatchKMeans was fitted with {self.n_features_in_} features")
+            raise ValueError(f"X has {rows.d} features, but MiniBatchKMeans was fitted with "
+                             f"{self.n_features_in_} features")
         return rows
 
     def predict(self, X):
-        "Index of the nearest centre for every row of `X` (a tensor, array, memmap or `.npy` path)."
+        """Index of the nearest centre for every row of `X` (a tensor, array, memmap or `.npy`
+        path)."""
         return self._labels_inertia(self._check_fitted(X))[0]
 
     def score(self, X, y=None):
@@ -473,9 +535,11 @@ class MiniBatchKMeans:
         return -self._labels_inertia(self._check_fitted(X))[1]
 
     def transform(self, X):
-        "Distances (N, k) from every row of `X` to every centre (Euclidean, not squared, for 'euclidean')."
+        """Distances (N, k) from every row of `X` to every centre (Euclidean, not squared, for
+        'euclidean')."""
         rows = self._check_fitted(X)
-        parts = [self.distance_.pairwise(x, self._C) for _, x in rows.blocks(self._shift)]     # (b, k) each
+        # (b, k) each
+        parts = [self.distance_.pairwise(x, self._C) for _, x in rows.blocks(self._shift)]
         d = torch.cat(parts) if parts else torch.zeros(0, self.n_clusters, device=self._C.device)
         return d.sqrt() if isinstance(self.distance_, SqEuclidean) else d
 
@@ -485,5 +549,6 @@ class MiniBatchKMeans:
 
     def fit_transform(self, X, y=None): return self.fit(X).transform(X)
 
-# %% ../nbs/93_streaming.ipynb #d7ac33b4
-_DEFAULTS = {k: v.default for k, v in inspect.signature(MiniBatchKMeans.__init__).parameters.items() if k != 'self'}
+# %% ../nbs/93_streaming.ipynb #0c2028e3
+_PARAMS = inspect.signature(MiniBatchKMeans.__init__).parameters
+_DEFAULTS = {k: p.default for k, p in _PARAMS.items() if k != 'self'}

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.distributed import distributed_fit
+from kmeans_lessons import distributed
 
 K = 7
 SIZES = {2: [[1395, 5], [600, 800]], 3: [[1100, 295, 5], [900, 500, 0]]}     # uneven; fewer points than k; none at all
@@ -16,6 +16,11 @@ def data():
     "1400 points in overlapping blobs, float64: Lloyd needs a dozen iterations; the same on every rank."
     X, _, _ = sample_blobs(K, 200, 4, box=6.0, var=4.0, seed=0, dtype=torch.float64)
     return X[torch.randperm(len(X), generator=torch.Generator().manual_seed(1))]
+
+
+def distributed_fit(*args, **kwargs):
+    "Every fit in this file is across all the ranks."
+    return distributed.distributed_fit(*args, process_group=dist.group.WORLD, **kwargs)
 
 
 def inits(X):
