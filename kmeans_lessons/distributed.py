@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 from .assignment import assign, get_distance, SqEuclidean
 from .core import INITS, check_array, get_device
-from .streaming import (Rows, open_npy, check_mean_distance, chunks64, local_moments,
-                                      merge_moments)
+from .streaming import Rows, open_npy, check_mean_distance
+from .streaming import chunks64, local_moments, merge_moments
 
 # %% ../nbs/11_scaling.ipynb #4d91afea
 MSG_BYTES = 2000   # an error message sent to the other ranks is cut to this many bytes
