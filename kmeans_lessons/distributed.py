@@ -6,7 +6,7 @@
 __all__ = ['MSG_BYTES', 'Comm', 'agree', 'moments', 'distributed_lloyd', 'sample_indices', 'gather_rows',
            'distributed_kmeans_plusplus', 'distributed_fit', 'add_fit_parser', 'fit_command', 'main']
 
-# %% ../nbs/11_scaling.ipynb #ba4c9cd3
+# %% ../nbs/11_scaling.ipynb #610f2d19
 import builtins, math, numbers, os, sys, time, zlib
 from contextlib import contextmanager
 from datetime import timedelta
@@ -17,18 +17,19 @@ import torch.distributed as dist
 from .distances import get_distance, SqEuclidean
 from .assignment import assign
 from .lloyd import INITS
-from .validation import check_array, get_device
+from .validation import (InvalidParameterError, Interval, check_array, check_int,
+                                       check_random_state, get_device, validate_params)
 from .streaming import Rows, open_npy, check_mean_distance
 from .streaming import chunks64, local_moments, merge_moments
 
-# %% ../nbs/11_scaling.ipynb #62c046a1
+# %% ../nbs/11_scaling.ipynb #ff40fc55
 MSG_BYTES = 2000   # an error message sent to the other ranks is cut to this many bytes
 
 def _peer_error(rank, size, text):
     """The exception a rank raises for another rank's failure: the same built-in type when there
     is one."""
     name = text.split(':', 1)[0]
-    cls = getattr(builtins, name, None)
+    cls = getattr(builtins, name, None) or {'InvalidParameterError': InvalidParameterError}.get(name)
     msg = f"rank {rank} of {size} failed: {text}"
     if isinstance(cls, type) and issubclass(cls, Exception):
         try: return cls(msg)
@@ -100,17 +101,11 @@ class Comm:
         "Print on rank 0 only."
         if self.rank == 0: print(*args, flush=True)
 
-# %% ../nbs/11_scaling.ipynb #55c01b34
-def _int(v, name, lo=1):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(v).__name__} {v!r}")
-    if v < lo: raise ValueError(f"{name} must be >= {lo}; got {v}")
-    return int(v)
-
-def _real(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
-        raise ValueError(f"{name} must be a real number >= 0; got {v!r}")
-    return float(v)
+# %% ../nbs/11_scaling.ipynb #e5e6e8e8
+# the parameters every entry point checks, with validation's table (as the estimators do)
+_FIT_PARAMS = {'max_iter': [Interval('int', 1)], 'n_init': [Interval('int', 1)],
+               'tol': [Interval('real', 0)], 'init_size': [None, Interval('int', 1)],
+               'random_state': ['random_state']}
 
 def _code(s):
     "A number that stands for a string, to compare strings across ranks."
@@ -191,13 +186,13 @@ def _fill_empty(rows, C, sums, counts, labels, dists, comm, shift):
     sums.index_add_(0, empty.to(sums.device), far[:, 2:])
     counts.index_add_(0, empty.to(sums.device), torch.ones_like(far[:, 0]))
 
-# %% ../nbs/11_scaling.ipynb #8ecc7ee6
+# %% ../nbs/11_scaling.ipynb #e8c5a838
 def _lloyd(rows, C, dist, comm, *, shift=None, max_iter=300, tol=0.0, verbose=False,
            memory_budget=None, keep_history=True, callback=None):
     K, D = C.shape
     labels = rows.labels_buffer(K)
     dists = torch.zeros(rows.n, dtype=rows.dtype, device=labels.device)
-    history, inertias, t0 = [C], [], time.perf_counter()
+    history, inertias, t0, converged = [C], [], time.perf_counter(), False
     for i in range(max_iter):
         # sums | counts | inertia | changed
         buf = torch.zeros(K * D + K + 2, dtype=torch.float64, device=C.device)
@@ -218,18 +213,19 @@ def _lloyd(rows, C, dist, comm, *, shift=None, max_iter=300, tol=0.0, verbose=Fa
                        f"centre shift {move.item():.3g}  changed {int(tot[-1]) if i else '-'}  "
                        f"{time.perf_counter() - t0:.1f} s")
         if callback is not None: callback(i, C, tot[-2])
-        if i > 0 and tot[-1] == 0: break  # no label changed on any rank
-        if move <= tol: break
+        # no label changed on any rank, or the centres hardly moved
+        converged = bool(i > 0 and tot[-1] == 0) or bool(move <= tol)
+        if converged: break
     buf = torch.zeros(K * D + K + 2, dtype=torch.float64, device=C.device)
     with comm.local():
         _lloyd_pass(rows, C, dist, shift, labels, dists, buf, memory_budget, False)
     tot = comm.sum(buf)  # final labels, inertia and sizes
     inertias.append(tot[-2])
-    return dict(centres=C, labels=labels, inertia=tot[-2], n_iter=i + 1,
+    return dict(centres=C, labels=labels, inertia=tot[-2], n_iter=i + 1, converged=converged,
                 history=history if keep_history else [C], inertias=torch.stack(inertias),
                 counts=tot[K * D:K * D + K].long())
 
-# %% ../nbs/11_scaling.ipynb #43c696bf
+# %% ../nbs/11_scaling.ipynb #b543aa0a
 def _setup(comm, X_local, k, C, distance, device, block_bytes, values):
     """Open this rank's rows and check, in one small collective, that the ranks agree on everything
     that steers the control flow. Returns (rows, distance, every rank's number of rows)."""
@@ -237,7 +233,7 @@ def _setup(comm, X_local, k, C, distance, device, block_bytes, values):
     meta = dict(values, n_features=0, n_clusters=0, distance=0, dtype=0, **{'init centres': 0})
     with comm.local():
         dist_ = check_mean_distance(distance)
-        k = _int(k, 'n_clusters')
+        k = check_int(k, 'n_clusters')
         rows = Rows(X_local, 'X', device=device, block_bytes=block_bytes)
         meta.update(n_features=rows.d, n_clusters=k, dtype=torch.finfo(rows.dtype).bits,
                     distance=_code(type(dist_).__name__ + dist_.name))
@@ -252,7 +248,7 @@ def _setup(comm, X_local, k, C, distance, device, block_bytes, values):
     if N < k: raise ValueError(f"n_samples={N} (all ranks together) should be >= n_clusters={k}")
     return rows, dist_, counts
 
-# %% ../nbs/11_scaling.ipynb #d746392a
+# %% ../nbs/11_scaling.ipynb #476a5e3c
 def distributed_lloyd(X_local, C, distance=None, *, process_group=None, max_iter=300, tol=0.0,
                       verbose=False, memory_budget=None, keep_history=True, shift=None,
                       device=None, callback=None):
@@ -268,7 +264,9 @@ def distributed_lloyd(X_local, C, distance=None, *, process_group=None, max_iter
     with comm.local():
         C = check_array(C, 'C')
         k = C.shape[0]
-        values = dict(max_iter=_int(max_iter, 'max_iter'), tol=_real(tol, 'tol'))
+        values = dict(max_iter=max_iter, tol=tol)
+        validate_params(_FIT_PARAMS, dict(values, n_init=1, init_size=None, random_state=None),
+                        'distributed_lloyd')
     rows, dist_, _ = _setup(comm, X_local, k, C, distance, device, None, values)
     C = C.to(rows.device, rows.dtype)
     if shift is not None: shift = torch.as_tensor(shift).to(rows.device, rows.dtype)
@@ -352,44 +350,55 @@ def distributed_kmeans_plusplus(X, k, generator, comm, counts, distance=None, n_
         closest, P, C[c] = d[best], PL[:, best], cands[best]
     return C
 
-# %% ../nbs/11_scaling.ipynb #e80ed7f1
-def _seed_all(seed, comm):
-    """A generator seeded with rank 0's `seed` (or with fresh entropy drawn on rank 0), the same
-    on every rank."""
-    s = float(seed % 2**52 if seed is not None else int.from_bytes(os.urandom(6), 'little'))
-    s = int(comm.sum(torch.tensor([s if comm.rank == 0 else 0.0], dtype=torch.float64))[0])
-    return torch.Generator().manual_seed(s)
+# %% ../nbs/11_scaling.ipynb #a580edf2
+def _seed(random_state):
+    """An int seed for any kind of `random_state` (None stays None): an int as it is, so that the
+    fit draws what one process's `KMeans` draws; a generator gives one draw."""
+    if random_state is None or isinstance(random_state, numbers.Integral): return random_state
+    return int(torch.randint(2**62, (1,), generator=check_random_state(random_state)))
 
-# %% ../nbs/11_scaling.ipynb #de40eecb
-def distributed_fit(X_local, k, *, init='k-means++', n_init=1, max_iter=300, tol=1e-4, seed=None,
-                    distance='euclidean', device=None, verbose=False, memory_budget=None,
-                    keep_history=True, init_size=None, block_bytes=None, process_group=None,
-                    callback=None):
+def _seed_all(seed, comm):
+    """A generator seeded with rank 0's int `seed` (or with fresh entropy drawn on rank 0), the
+    same on every rank. The seed travels as two 32-bit halves, exact in float64."""
+    s = seed if seed is not None else int.from_bytes(os.urandom(8), 'little') >> 1
+    halves = [s >> 32, s & 0xFFFFFFFF] if comm.rank == 0 else [0, 0]
+    hi, lo = (int(v) for v in comm.sum(torch.tensor(halves, dtype=torch.float64)))
+    return torch.Generator().manual_seed(hi << 32 | lo)
+
+# %% ../nbs/11_scaling.ipynb #32a86d2d
+def distributed_fit(X_local, k, *, init='k-means++', n_init=1, max_iter=300, tol=1e-4,
+                    random_state=None, distance='euclidean', device=None, verbose=False,
+                    memory_budget=None, keep_history=True, init_size=None, block_bytes=None,
+                    process_group=None, callback=None):
     """K-means on this rank's rows `X_local`, together with the other ranks of `process_group` (for
     instance `torch.distributed.group.WORLD`; None: this process alone). `X_local`: a tensor, a
     NumPy array, a memmap or an `.npy` path; memmaps and paths are streamed block by block, never
     copied whole. Does what `KMeans.fit` does: centres the data (on the global mean, block by
     block), takes `tol` relative to the global variance, makes `n_init` runs from `init` and keeps
     the lowest inertia. Initialisation: greedy k-means++ over all points when they are in memory
-    (the centres one process picks for the same `seed`), else `init` on a uniform sample of
-    `init_size` points (default max(10 k, 65536)), gathered on every rank. Every rank must pass the
-    same parameters; rank 0's `seed` is used. `callback(i, centres, inertia)` is called on every
-    rank after each iteration; `verbose` reports on rank 0. Returns a dict: centres (k, D), labels
-    (this rank's points), inertia (float, all points), n_iter, history, inertias, counts (k,),
+    (the centres one process picks for the same int `random_state`), else `init` on a uniform
+    sample of `init_size` points (default max(10 k, 65536)), gathered on every rank. Every rank must
+    pass the same parameters; rank 0's `random_state` is used (an int, None, or a generator, which
+    gives one seed). `callback(i, centres, inertia)` is called on every rank after each iteration;
+    `verbose` reports on rank 0. `KMeans.fit(X, process_group=...)` calls this. Returns a dict:
+    centres (k, D), labels (this rank's points; int64 in memory, the smallest integer type when
+    streamed), inertia (float, all points), n_iter, converged, history, inertias, counts (k,),
     n_samples, n_features, distance."""
     comm = Comm(process_group)
-    C0, seed_ = None, 0
+    C0, seed = None, 0
     values = dict(max_iter=0, n_init=0, tol=0, init=0, init_size=0)
     with comm.local():
         if not isinstance(init, str): C0 = check_array(init, 'init')
         elif init not in INITS:
             raise ValueError(f"init must be one of {sorted(INITS)} or a (k, D) array; "
                              f"got {init!r}")
-        values = dict(max_iter=_int(max_iter, 'max_iter'), n_init=_int(n_init, 'n_init'),
-                      tol=_real(tol, 'tol'),
+        validate_params(_FIT_PARAMS, dict(max_iter=max_iter, n_init=n_init, tol=tol,
+                                          init_size=init_size, random_state=random_state),
+                        'distributed_fit')
+        values = dict(max_iter=max_iter, n_init=n_init, tol=tol,
                       init=_code(init if isinstance(init, str) else 'array'),
-                      init_size=-1 if init_size is None else _int(init_size, 'init_size'))
-        seed_ = None if seed is None else _int(seed, 'seed', lo=0)
+                      init_size=-1 if init_size is None else init_size)
+        seed = _seed(random_state)
         device = None if device is None else get_device(device)
     rows, dist_, counts = _setup(comm, X_local, k, C0, distance, device, block_bytes, values)
     t0 = time.perf_counter()
@@ -405,7 +414,7 @@ def distributed_fit(X_local, k, *, init='k-means++', n_init=1, max_iter=300, tol
     shift = mean.to(rows.device, rows.dtype) if euclid else None
     back = (lambda c: c + shift) if euclid else (lambda c: c)
     cb = None if callback is None else (lambda i, c, inertia: callback(i, back(c), inertia))
-    g = _seed_all(seed_, comm)
+    g = _seed_all(seed, comm)
     offset = int(counts[:comm.rank].sum())
     best = None
     for run in range(1 if C0 is not None else n_init):
@@ -433,7 +442,7 @@ def distributed_fit(X_local, k, *, init='k-means++', n_init=1, max_iter=300, tol
                      callback=cb)
         if best is None or res['inertia'] < best['inertia']: best = res
     return dict(centres=back(best['centres']), labels=best['labels'],
-                inertia=float(best['inertia']), n_iter=best['n_iter'],
+                inertia=float(best['inertia']), n_iter=best['n_iter'], converged=best['converged'],
                 history=[back(c) for c in best['history']],
                 inertias=best['inertias'].tolist(), counts=best['counts'], n_samples=N,
                 n_features=rows.d, distance=dist_)
@@ -474,7 +483,7 @@ def _slice(n, rank, size):
     "Rows of rank `rank` of `size` when `n` rows are split into near-equal consecutive slices."
     return slice(n * rank // size, n * (rank + 1) // size)
 
-# %% ../nbs/11_scaling.ipynb #b06f765f
+# %% ../nbs/11_scaling.ipynb #d462d0db
 def fit_command(args):
     """Run `kmeans-lessons fit`: alone, or as one process of a torchrun job (WORLD_SIZE > 1 in the
     environment), when it joins the process group, fits its slice of the rows and rank 0 saves the
@@ -511,7 +520,7 @@ def fit_command(args):
         try:
             res = distributed_fit(X[part], args.k, init=args.init, init_size=args.init_size,
                                   n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
-                                  seed=args.seed, device=device, verbose=args.verbose,
+                                  random_state=args.seed, device=device, verbose=args.verbose,
                                   keep_history=False, process_group=group)
         except (ValueError, TypeError) as e: p.error(str(e))
         if args.labels:

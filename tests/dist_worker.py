@@ -50,7 +50,7 @@ def run_all(rank, W, out):
         for name, C0 in inits(X).items():
             r = distributed_fit(Xr, K, init=C0)
             res[f'{name}/{j}'] = {k: r[k] for k in ('centres', 'labels', 'inertia', 'n_iter', 'counts')}
-        r = distributed_fit(Xr, K, seed=3)                          # distributed k-means++
+        r = distributed_fit(Xr, K, random_state=3)                         # distributed k-means++
         res[f'kmeans++/{j}'] = {k: r[k] for k in ('centres', 'labels', 'inertia', 'n_iter')}
     # streamed: every rank memory-maps its own slice of one .npy file
     if rank == 0: np.save(f'{out}/X.npy', X.numpy())

@@ -100,7 +100,7 @@ def test_one_process_equals_kmeans():
     X, _, _ = sample_blobs(5, 200, 3, box=5.0, var=3.0, seed=4, dtype=torch.float64)
     X = X + 1000                                                       # far from the origin: centring matters
     for seed in (0, 1):
-        km, r = KMeans(5, random_state=seed).fit(X), distributed_fit(X, 5, seed=seed)
+        km, r = KMeans(5, random_state=seed).fit(X), distributed_fit(X, 5, random_state=seed)
         assert torch.equal(r['labels'], km.labels_) and r['n_iter'] == km.n_iter_
         torch.testing.assert_close(r['centres'], km.cluster_centers_, rtol=0, atol=1e-9)
         assert r['inertia'] == pytest.approx(km.inertia_, rel=1e-10)
@@ -133,7 +133,7 @@ def test_streamed_equals_in_memory(tmp_path):
 def test_float32_far_from_origin_matches_float64():
     X, _, _ = sample_blobs(4, 300, 2, seed=5, dtype=torch.float64)
     X = X + 1e4
-    r32, r64 = distributed_fit(X.float(), 4, seed=0), distributed_fit(X, 4, seed=0)
+    r32, r64 = distributed_fit(X.float(), 4, random_state=0), distributed_fit(X, 4, random_state=0)
     assert torch.equal(r32['labels'], r64['labels'])
 
 
@@ -172,7 +172,8 @@ def test_bad_parameters():
     with pytest.raises(ValueError, match='init must be one of'): distributed_fit(X, 3, init='kmeans')
     with pytest.raises(ValueError, match=r'expected \(3, 2\)'): distributed_fit(X, 3, init=torch.zeros(2, 2))
     with pytest.raises(TypeError, match='n_clusters must be an int'): distributed_fit(X, 2.5)
-    with pytest.raises(ValueError, match='max_iter must be >= 1'): distributed_fit(X, 2, max_iter=0)
+    with pytest.raises(ValueError, match='max_iter must be an int >= 1; got 0'): distributed_fit(X, 2, max_iter=0)
+    with pytest.raises(ValueError, match='random_state must be'): distributed_fit(X, 2, random_state='a')
     with pytest.raises(ValueError, match='own centre'): distributed_fit(X, 2, distance='cosine')
     with pytest.raises(ValueError, match='not initialised'): distributed_fit(X, 2, process_group=object())
 
@@ -180,7 +181,7 @@ def test_bad_parameters():
 def test_rows_never_copy_or_change_the_callers_data():
     X = torch.randn(100, 3)
     before = X.clone()
-    distributed_fit(X, 3, seed=0)
+    distributed_fit(X, 3, random_state=0)
     assert torch.equal(X, before)
     a = np.random.default_rng(0).random((100, 3))
     assert Rows(a).data.data_ptr() == a.__array_interface__['data'][0]   # wrapped, not copied
@@ -194,7 +195,7 @@ def test_fit_command_alone(tmp_path, capsys):
     out, lab = tmp_path / 'c.npy', tmp_path / 'l.npy'
     assert fit_main(['fit', str(tmp_path / 'X.npy'), '--k', '4', '--out', str(out), '--labels', str(lab)]) == 0
     km = KMeans(4, random_state=0).fit(X)
-    r = distributed_fit(tmp_path / 'X.npy', 4, seed=0)
+    r = distributed_fit(tmp_path / 'X.npy', 4, random_state=0)
     np.testing.assert_allclose(np.load(out), r['centres'].numpy())
     assert np.array_equal(np.load(lab), r['labels'].numpy()) and abs(r['inertia'] - km.inertia_) < 1e-3 * km.inertia_
     assert 'wrote' in capsys.readouterr().out
@@ -215,6 +216,6 @@ def test_fit_command_under_torchrun(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=LIMIT, env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count('wrote') == 1 and r.stdout.count('iteration    1') == 1     # rank 0 reports, once
-    one = distributed_fit(tmp_path / 'X.npy', 5, seed=0)              # the same job in one process
+    one = distributed_fit(tmp_path / 'X.npy', 5, random_state=0)              # the same job in one process
     np.testing.assert_allclose(np.load(out), one['centres'].numpy(), rtol=0, atol=1e-4)
     assert np.array_equal(np.load(lab), one['labels'].numpy())

@@ -27,7 +27,7 @@ def test_same_batches_as_scikit_learn(blobs):
     rng = np.random.default_rng(0)
     C0 = Xn[rng.choice(len(Xn), 20, replace=False)]
     sk = SKMiniBatchKMeans(20, init=C0, n_init=1, batch_size=256, random_state=0)
-    me = MiniBatchKMeans(20, init=torch.as_tensor(C0), batch_size=256, seed=0)
+    me = MiniBatchKMeans(20, init=torch.as_tensor(C0), batch_size=256, random_state=0)
     for _ in range(300):
         b = rng.integers(len(Xn), size=256)
         sk.partial_fit(Xn[b]); me.partial_fit(X[b])
@@ -43,44 +43,77 @@ def test_partial_fit_on_a_dataloader(blobs):
     batches = [b for (b,) in dl]                                       # one pass, in the loader's order
     C0 = batches[0][:20].numpy()
     sk = SKMiniBatchKMeans(20, init=C0, n_init=1, batch_size=500, random_state=0)
-    me = MiniBatchKMeans(20, init=torch.as_tensor(C0), batch_size=500, seed=0)
+    me = MiniBatchKMeans(20, init=torch.as_tensor(C0), batch_size=500, random_state=0)
     for b in batches: sk.partial_fit(b.numpy()); me.partial_fit(b)
     a, m = inertia(X, sk.cluster_centers_), inertia(X, me.cluster_centers_)
     assert abs(m - a) <= 0.02 * a, (m, a)
     # fit takes the loader itself: passes over it until the smoothed inertia stops improving
-    km = MiniBatchKMeans(20, seed=0).fit(dl)
+    km = MiniBatchKMeans(20, random_state=0).fit(dl)
     best = SKKMeans(20, n_init=3, random_state=0).fit(X.numpy()).inertia_
     assert km.labels_ is None and km.inertia_ == pytest.approx(inertia(X, km.cluster_centers_), rel=1e-4)
     assert km.inertia_ <= 1.10 * best and km.n_iter_ >= 1                # a mini-batch optimum, not Lloyd's
     # a one-shot generator is one pass
-    km = MiniBatchKMeans(20, seed=0).fit(b for b in batches)
+    km = MiniBatchKMeans(20, random_state=0).fit(b for b in batches)
     assert km.n_iter_ == 1 and km.n_steps_ == len(batches) and km.inertia_ > 0
 
 
 def test_fit_on_an_array_like_scikit_learn(blobs):
     "Each with its own random batches and inits: on average over seeds, the same quality."
     X = blobs
-    ours = np.mean([MiniBatchKMeans(20, seed=s).fit(X).inertia_ for s in range(4)])
+    ours = np.mean([MiniBatchKMeans(20, random_state=s).fit(X).inertia_ for s in range(4)])
     theirs = np.mean([SKMiniBatchKMeans(20, random_state=s).fit(X.numpy()).inertia_ for s in range(4)])
     assert abs(ours - theirs) <= 0.05 * theirs, (ours, theirs)
 
 
+def test_sample_weight_like_scikit_learn(blobs):
+    X = blobs.numpy()
+    rng = np.random.default_rng(0)
+    C0, w = X[rng.choice(len(X), 20, replace=False)], rng.uniform(0.2, 3.0, len(X))
+    def winertia(C):
+        return float(((X[:, None].astype(np.float64) - np.asarray(C)[None]) ** 2).sum(-1).min(1) @ w)
+    # without random reassignments (their random choices differ), the same weighted batches give the same centres
+    sk = SKMiniBatchKMeans(20, init=C0, n_init=1, batch_size=256, random_state=0, reassignment_ratio=0)
+    me = MiniBatchKMeans(20, init=C0, batch_size=256, random_state=0, reassignment_ratio=0)
+    for _ in range(300):
+        b = rng.integers(len(X), size=256)
+        sk.partial_fit(X[b], sample_weight=w[b]); me.partial_fit(X[b], sample_weight=w[b])
+    np.testing.assert_allclose(me.cluster_centers_, sk.cluster_centers_, rtol=0, atol=1e-3)
+    assert me.inertia_ == pytest.approx(float(((X[b, None] - me.cluster_centers_[None]) ** 2).sum(-1).min(1) @ w[b]),
+                                        rel=1e-4)                      # the last batch's, weighted
+    # fit draws batches in proportion to the weights: on average over seeds, scikit-learn's quality
+    ours = np.mean([winertia(MiniBatchKMeans(20, random_state=s).fit(X, sample_weight=w).cluster_centers_)
+                    for s in range(3)])
+    theirs = np.mean([winertia(SKMiniBatchKMeans(20, random_state=s).fit(X, sample_weight=w).cluster_centers_)
+                      for s in range(3)])
+    assert abs(ours - theirs) <= 0.05 * theirs, (ours, theirs)
+    # equal weights draw as no weights do; inertia_ is weighted
+    a = MiniBatchKMeans(20, random_state=0).fit(X)
+    b = MiniBatchKMeans(20, random_state=0).fit(X, sample_weight=np.full(len(X), 2.0))
+    assert np.array_equal(a.labels_, b.labels_) and b.inertia_ == pytest.approx(2 * a.inertia_)
+    # points of weight 0 are never drawn: the centres come from the other points only
+    w0 = np.where(X[:, 0] > np.median(X[:, 0]), 1.0, 0.0)
+    c = MiniBatchKMeans(5, random_state=0, reassignment_ratio=0).fit(X, sample_weight=w0)
+    assert (c.cluster_centers_[:, 0] > np.median(X[:, 0])).all()
+
+
 def test_memmap_and_path(blobs, tmp_path):
     np.save(tmp_path / 'X.npy', blobs.numpy())
-    a = MiniBatchKMeans(20, seed=1).fit(blobs)
+    a = MiniBatchKMeans(20, random_state=1).fit(blobs)                # a tensor in: tensors out
+    assert torch.is_tensor(a.labels_) and torch.is_tensor(a.cluster_centers_)
     for src in (tmp_path / 'X.npy', np.load(tmp_path / 'X.npy', mmap_mode='r')):
-        b = MiniBatchKMeans(20, seed=1).fit(src)
-        assert b.labels_.dtype == torch.uint8 and torch.equal(b.labels_.long(), a.labels_)
-        torch.testing.assert_close(b.cluster_centers_, a.cluster_centers_)
-        assert torch.equal(b.predict(src).long(), a.predict(blobs))
+        b = MiniBatchKMeans(20, random_state=1).fit(src)               # a file or memmap in: NumPy out
+        assert b.labels_.dtype == np.int64 and np.array_equal(b.labels_, a.labels_.numpy())
+        np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_.numpy(), rtol=1e-6)
+        assert np.array_equal(b.predict(src), a.predict(blobs).numpy())
+        assert b.score(src) == pytest.approx(a.score(blobs), rel=1e-6)
 
 
 def test_early_stopping_and_reassignment(blobs):
-    km = MiniBatchKMeans(20, seed=0, max_iter=50).fit(blobs)
+    km = MiniBatchKMeans(20, random_state=0, max_iter=50).fit(blobs)
     assert km.n_steps_ < 50 * len(blobs) // 1024                     # max_no_improvement stopped it
     X = torch.cat([blobs, torch.full((5, 8), 500.0)])                  # 5 far outliers
     C0 = torch.cat([blobs[:19], torch.full((1, 8), 500.0)])            # one centre sits on them: tiny count
-    km = MiniBatchKMeans(20, init=C0, seed=0, max_no_improvement=None, max_iter=2).fit(X)
+    km = MiniBatchKMeans(20, init=C0, random_state=0, max_no_improvement=None, max_iter=2).fit(X)
     assert float(km.cluster_centers_[19].abs().max()) < 100            # it was moved to a real batch point
 
 
@@ -89,7 +122,8 @@ def test_bad_input(blobs, tmp_path):
     with pytest.raises(NotFittedError): km.predict(blobs)
     with pytest.raises(ValueError, match='first batch has 2 points'): km.partial_fit(blobs[:2])
     km.partial_fit(blobs[:100])
-    with pytest.raises(ValueError, match='3 features'): km.partial_fit(blobs[:10, :3])
+    with pytest.raises(ValueError, match='X has 3 features, but MiniBatchKMeans is expecting 8'):
+        km.partial_fit(blobs[:10, :3])
     bad = blobs[:100].clone(); bad[5, 2] = float('nan')
     with pytest.raises(ValueError, match='NaN'): km.partial_fit(bad)
     with pytest.raises(ValueError, match='batch_size must be an int >= 1'): MiniBatchKMeans(3, batch_size=0).fit(blobs)
@@ -98,6 +132,11 @@ def test_bad_input(blobs, tmp_path):
     np.save(tmp_path / 'c.npy', np.zeros((10, 2), np.complex64))
     with pytest.raises(TypeError, match='complex64'): MiniBatchKMeans(3).fit(tmp_path / 'c.npy')
     assert repr(MiniBatchKMeans(4, batch_size=256)) == 'MiniBatchKMeans(n_clusters=4, batch_size=256)'
+    with pytest.raises(ValueError, match="own centre"): MiniBatchKMeans(3, distance='cosine').fit(blobs)
+    with pytest.raises(ValueError, match='sample_weight must have shape'):
+        MiniBatchKMeans(3).fit(blobs, sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match='pass each batch'):
+        MiniBatchKMeans(3).fit([blobs[:100]], sample_weight=np.ones(100))
 
 
 # ---------------------------------------------------------------- bigger than memory should need
@@ -107,7 +146,7 @@ import sys, time
 from kmeans_lessons.bench import peak_memory_mb
 from kmeans_lessons.distributed import distributed_fit
 t = time.perf_counter()
-r = distributed_fit(sys.argv[1], 8, init='forgy', max_iter=2, tol=0, seed=0, keep_history=False)
+r = distributed_fit(sys.argv[1], 8, init='forgy', max_iter=2, tol=0, random_state=0, keep_history=False)
 print(peak_memory_mb(), time.perf_counter() - t, time.process_time(), r['n_iter'], r['inertia'], r['n_samples'])
 """
 
