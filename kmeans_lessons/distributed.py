@@ -6,7 +6,7 @@
 __all__ = ['MSG_BYTES', 'Comm', 'agree', 'moments', 'distributed_lloyd', 'sample_indices', 'gather_rows',
            'distributed_kmeans_plusplus', 'distributed_fit', 'add_fit_parser', 'fit_command', 'main']
 
-# %% ../nbs/11_scaling.ipynb #610f2d19
+# %% ../nbs/11_scaling.ipynb #1f6f0e39
 import builtins, math, numbers, os, sys, time, zlib
 from contextlib import contextmanager
 from datetime import timedelta
@@ -17,8 +17,8 @@ import torch.distributed as dist
 from .distances import get_distance, SqEuclidean
 from .assignment import assign
 from .lloyd import INITS
-from .validation import (InvalidParameterError, Interval, check_array, check_int,
-                                       check_random_state, get_device, validate_params)
+from .validation import InvalidParameterError, Interval, validate_params
+from .validation import check_array, check_int, check_random_state, get_device
 from .streaming import Rows, open_npy, check_mean_distance
 from .streaming import chunks64, local_moments, merge_moments
 

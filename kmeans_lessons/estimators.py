@@ -91,7 +91,7 @@ class BaseEstimator:
         if names is not None and fitted is not None and not np.array_equal(names, fitted):
             raise ValueError(f"The feature names of X {list(names)} differ from those seen in fit {list(fitted)}")
 
-# %% ../nbs/91_estimators.ipynb #7498b634
+# %% ../nbs/91_estimators.ipynb #5e65d96f
 class KMeansBase(BaseEstimator):
     """What `KMeans` and `MiniBatchKMeans` share: from the fitted `cluster_centers_` and `distance_`, `predict`,
     `transform`, `score`, `fit_predict`, `fit_transform`, `get_feature_names_out` and `set_output`; and the number
@@ -113,7 +113,7 @@ class KMeansBase(BaseEstimator):
     @staticmethod
     def _streamed(X):
         "Whether `X` is read a block at a time: a NumPy memmap, or the path of an `.npy` file."
-        return isinstance(X, (np.memmap, str, os.PathLike))
+        return isinstance(X, (np.memmap, os.PathLike)) or (isinstance(X, str) and X.lower().endswith('.npy'))
 
     def _keep_feature_names(self, names):
         "Remember the input's string column names (None: forget those of an earlier fit)."

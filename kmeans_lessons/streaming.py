@@ -6,7 +6,7 @@
 __all__ = ['BLOCK_BYTES', 'TAKE_ROWS', 'F64_CHUNK_BYTES', 'MiniBatchKMeans', 'release_pages', 'open_npy', 'Rows', 'chunks64',
            'merge_moments', 'local_moments', 'check_mean_distance', 'minibatch_step']
 
-# %% ../nbs/93_streaming.ipynb #14fbb48b
+# %% ../nbs/93_streaming.ipynb #d1f5b78c
 import ctypes, math, os
 from pathlib import Path
 import numpy as np
@@ -15,8 +15,8 @@ from fastcore.basics import patch
 from .distances import get_distance, Distance
 from .assignment import assign
 from .lloyd import INITS
-from .validation import (Interval, Options, check_array, check_random_state,
-                                       check_sample_weight, get_device)
+from .validation import Interval, Options, check_array, get_device
+from .validation import check_random_state, check_sample_weight
 from .estimators import KMeansBase, document_init, output_like, feature_names
 
 # %% ../nbs/93_streaming.ipynb #2e476aaa

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 from kmeans_lessons.data import sample_blobs
 from kmeans_lessons import distributed
+from kmeans_lessons.estimators import KMeans
 
 K = 7
 SIZES = {2: [[1395, 5], [600, 800]], 3: [[1100, 295, 5], [900, 500, 0]]}     # uneven; fewer points than k; none at all
@@ -52,6 +53,9 @@ def run_all(rank, W, out):
             res[f'{name}/{j}'] = {k: r[k] for k in ('centres', 'labels', 'inertia', 'n_iter', 'counts')}
         r = distributed_fit(Xr, K, random_state=3)                         # distributed k-means++
         res[f'kmeans++/{j}'] = {k: r[k] for k in ('centres', 'labels', 'inertia', 'n_iter')}
+        km = KMeans(K, random_state=3).fit(Xr, process_group=dist.group.WORLD)   # the estimator, in the group
+        res[f'estimator/{j}'] = dict(centres=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_,
+                                     n_iter=km.n_iter_)
     # streamed: every rank memory-maps its own slice of one .npy file
     if rank == 0: np.save(f'{out}/X.npy', X.numpy())
     dist.barrier()
@@ -69,7 +73,12 @@ def run_all(rank, W, out):
                  max_iter=lambda: distributed_fit(Xr, K, max_iter=10 + rank),
                  nan=lambda: distributed_fit(Xnan, K),
                  bad_type=lambda: distributed_fit(Xr if rank else 'not-a-file.txt', K),
-                 raises=lambda: distributed_fit(Xr, K, distance=failing(rank, W), init='forgy'))
+                 raises=lambda: distributed_fit(Xr, K, distance=failing(rank, W), init='forgy'),
+                 # the estimator's own checks, wrong on one rank only
+                 sample_weight=lambda: KMeans(K).fit(Xr, sample_weight=None if rank else torch.ones(len(Xr)),
+                                                     process_group=dist.group.WORLD),
+                 bad_param=lambda: KMeans(K, max_iter=0 if rank == 1 else 300).fit(
+                     Xr, process_group=dist.group.WORLD))
     for name, f in cases.items():
         t = time.perf_counter()
         try: f(); res[f'error/{name}'] = None

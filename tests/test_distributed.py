@@ -62,7 +62,7 @@ def test_ranks_give_the_single_process_fit(W, tmp_path, reference):
     for key in R[0]:
         if key.startswith('error/') or key == 'die': continue
         name = key.split('/')[0]
-        km = reference['explicit' if name in ('streamed', 'after_errors') else name]
+        km = reference[{'streamed': 'explicit', 'after_errors': 'explicit', 'estimator': 'kmeans++'}.get(name, name)]
         labels = torch.cat([R[r][key]['labels'].long() for r in range(W)])             # ranks hold slices, in order
         assert torch.equal(labels, km.labels_), key
         for r in range(W): assert torch.equal(R[r][key]['centres'], R[0][key]['centres']), (key, r)
@@ -92,9 +92,56 @@ def test_ranks_give_the_single_process_fit(W, tmp_path, reference):
         assert typ == 'ValueError' and '.npy' in msg
     for r, (typ, msg, _) in enumerate(msgs['error/raises']):
         assert typ == 'RuntimeError' and f'boom on rank {W - 1}' in msg
+    for r, (typ, msg, _) in enumerate(msgs['error/sample_weight']):
+        assert typ == 'ValueError' and 'sample_weight is not supported with a process_group' in msg
+        assert (r == 0) == ('rank 0 of' not in msg)
+    for r, (typ, msg, _) in enumerate(msgs['error/bad_param']):
+        assert typ == 'InvalidParameterError' and 'KMeans: max_iter must be an int >= 1; got 0' in msg
+    assert 'estimator/0' in R[0] and all(torch.is_tensor(R[r]['estimator/0']['labels']) for r in range(W))
 
 
 # ---------------------------------------------------------------- one process: the same code, no group
+
+def test_kmeans_fit_streams_a_memmap_or_a_path(tmp_path):
+    "KMeans.fit on data on disk runs distributed_fit, streamed: the in-memory fit's result, NumPy out."
+    X = data().float().numpy()                                         # (1400, 4)
+    np.save(tmp_path / 'X.npy', X)
+    ref = KMeans(K, random_state=3).fit(X)
+    for src in (np.load(tmp_path / 'X.npy', mmap_mode='r'), tmp_path / 'X.npy', str(tmp_path / 'X.npy')):
+        km = KMeans(K, random_state=3).fit(src)
+        assert isinstance(km.labels_, np.ndarray) and km.labels_.dtype == np.int64
+        assert isinstance(km.cluster_centers_, np.ndarray) and km.cluster_centers_.dtype == np.float32
+        assert np.array_equal(km.labels_, ref.labels_) and km.n_iter_ == ref.n_iter_
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=0, atol=1e-4)
+        assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-5) and km.n_features_in_ == 4
+        assert np.array_equal(km.predict(src), ref.predict(X))        # predict streams too
+        np.testing.assert_allclose(km.transform(src), ref.transform(X), rtol=1e-4, atol=1e-4)
+        assert km.score(src) == pytest.approx(ref.score(X), rel=1e-5)
+    mm = np.load(tmp_path / 'X.npy', mmap_mode='r')
+    with pytest.raises(ValueError, match='sample_weight is not supported for streamed X'):
+        KMeans(K).fit(mm, sample_weight=np.ones(len(X)))
+    with pytest.raises(ValueError, match='a callable init is not supported'):
+        KMeans(K, init=lambda X, k, random_state: X[:k]).fit(mm)
+    with pytest.raises(ValueError, match='not found'): KMeans(K).fit(tmp_path / 'missing.npy')
+    with pytest.raises(ValueError, match='X has 4 features, but KMeans is expecting 3'):
+        KMeans(K, random_state=0).fit(X[:, :3]).predict(mm)
+    bad = np.lib.format.open_memmap(tmp_path / 'nan.npy', 'w+', np.float32, (50, 4))
+    bad[:] = 1; bad[17, 2] = np.nan; bad.flush()
+    with pytest.raises(ValueError, match='NaN or inf'): ref.predict(np.load(tmp_path / 'nan.npy', mmap_mode='r'))
+    with pytest.raises(ValueError, match='NaN or inf'): KMeans(2).fit(tmp_path / 'nan.npy')
+
+
+def test_kmeans_random_state_kinds_with_distributed_fit(tmp_path):
+    "Any random_state kind works on the distributed path; an int one gives the in-memory result."
+    X = data().float().numpy()
+    np.save(tmp_path / 'X.npy', X)
+    for rs in (np.random.RandomState(0), torch.Generator().manual_seed(0), None):
+        km = KMeans(K, random_state=rs, n_init=2).fit(tmp_path / 'X.npy')
+        assert km.labels_.shape == (len(X),) and np.isfinite(km.inertia_)
+    a = KMeans(K, random_state=2**40 + 7).fit(tmp_path / 'X.npy')       # a big seed travels exactly
+    b = KMeans(K, random_state=2**40 + 7).fit(X)
+    assert np.array_equal(a.labels_, b.labels_)
+
 
 def test_one_process_equals_kmeans():
     X, _, _ = sample_blobs(5, 200, 3, box=5.0, var=3.0, seed=4, dtype=torch.float64)

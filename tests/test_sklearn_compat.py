@@ -14,14 +14,17 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kmeans_lessons as kl
 from kmeans_lessons import KMeans, MeanShift, k_means, kmeans_plusplus, NotFittedError
+from kmeans_lessons.streaming import MiniBatchKMeans
 
-# scikit-learn marks this check as an expected failure for its own KMeans, with the same reason.
-SKIPS = {'KMeans': {'check_sample_weight_equivalence_on_dense_data':
-                    'sample_weight is not equivalent to removing/repeating samples (scikit-learn xfails it too)'}}
+# scikit-learn marks this check as an expected failure for its own KMeans and MiniBatchKMeans, with the same reason.
+SAME_AS_SKLEARN = {'check_sample_weight_equivalence_on_dense_data':
+                   'sample_weight is not equivalent to removing/repeating samples (scikit-learn xfails it too)'}
+SKIPS = {'KMeans': SAME_AS_SKLEARN, 'MiniBatchKMeans': SAME_AS_SKLEARN}
 
 
 @pytest.mark.filterwarnings("ignore:Estimator .* does not inherit")
-@parametrize_with_checks([KMeans(3, random_state=0, max_iter=20), MeanShift(bandwidth=None, max_iter=50)],
+@parametrize_with_checks([KMeans(3, random_state=0, max_iter=20), MeanShift(bandwidth=None, max_iter=50),
+                          MiniBatchKMeans(3, random_state=0, max_iter=5, batch_size=10)],
                          expected_failed_checks=lambda est: SKIPS.get(type(est).__name__, {}))
 def test_check_estimator(estimator, check):
     check(estimator)
@@ -163,6 +166,30 @@ def test_repr_with_array_init_and_help():
     doc = KMeans.__doc__
     for p in KMeans._param_names(): assert f"{p} :" in doc, p
     assert 'n_clusters' in MeanShift.__doc__ or 'bandwidth' in MeanShift.__doc__
+
+
+def test_minibatch_kmeans_shares_the_fitted_methods(blobs):
+    from fastcore.docments import docments
+    from kmeans_lessons.estimators import KMeansBase
+    for m in ('predict', 'transform', 'score', 'fit_predict', 'fit_transform', 'get_feature_names_out', 'set_output'):
+        assert getattr(MiniBatchKMeans, m) is getattr(KMeans, m) is getattr(KMeansBase, m), m   # one implementation
+    mb = MiniBatchKMeans(4, random_state=0).fit(blobs)
+    assert isinstance(mb.labels_, np.ndarray) and mb.labels_.dtype == np.int64
+    assert isinstance(mb.cluster_centers_, np.ndarray) and torch.is_tensor(mb.predict(torch.from_numpy(blobs)))
+    assert np.array_equal(mb.predict(blobs), mb.labels_)
+    assert list(mb.get_feature_names_out()) == [f'minibatchkmeans{i}' for i in range(4)]
+    assert repr(MiniBatchKMeans(5, init='random')) == "MiniBatchKMeans(n_clusters=5, init='random')"
+    for p in MiniBatchKMeans._param_names(): assert f"{p} :" in MiniBatchKMeans.__doc__, p
+    assert docments(MiniBatchKMeans)['batch_size'].startswith('Points in a batch')
+    with pytest.raises(NotFittedError, match='not fitted'): MiniBatchKMeans(3).predict(blobs)
+    with pytest.raises(ValueError, match='MiniBatchKMeans: random_state must be'):
+        MiniBatchKMeans(3, random_state='x').fit(blobs)
+    calls = []
+    def my_init(X, k, random_state):
+        calls.append(1)
+        return X[:k]
+    MiniBatchKMeans(4, init=my_init, random_state=0).fit(blobs)
+    assert len(calls) == 3                                       # 'auto': 3 inits for a callable, as in scikit-learn
 
 
 def test_import_is_light():
