@@ -136,7 +136,11 @@ def test_inputs_untouched_and_errors():
 
 
 def test_choose_algorithm():
-    assert set(ALGORITHMS) >= {'lloyd', 'hamerly'}
-    for n, d, k in [(10**5, 4, 200), (10**5, 100, 1000), (1000, 2, 3), (10**6, 256, 2000)]:
-        assert choose_algorithm(n, d, k, 'cpu') in ALGORITHMS
+    "The crossovers measured by benchmarks/bench_bounds.py."
+    assert set(ALGORITHMS) == {'lloyd', 'hamerly', 'yinyang'}
+    assert choose_algorithm(10**5, 4, 200) == 'hamerly'
+    assert choose_algorithm(10**5, 100, 1000) == 'yinyang'
+    assert choose_algorithm(20_000, 128, 1000) == 'hamerly'
+    assert choose_algorithm(10**5, 64, 50) == 'lloyd'                  # few centres
+    assert choose_algorithm(10**5, 256, 200) == 'lloyd'                # high D, not enough centres
     assert choose_algorithm(10**5, 4, 200, 'cuda') == 'lloyd'          # not measured on a GPU
