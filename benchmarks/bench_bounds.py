@@ -156,8 +156,9 @@ def table_grid(n, iters=20, dims=(2, 8, 32, 128, 256), ks=(10, 50, 200, 1000, 20
 
 
 def table_estep(n, repeats):
-    from kmeans_lessons.assignment import SqEuclidean, chunk_rows
-    from kmeans_lessons.core import lloyd
+    from kmeans_lessons.distances import SqEuclidean
+    from kmeans_lessons.assignment import chunk_rows
+    from kmeans_lessons.lloyd import lloyd
     from kmeans_lessons.bounds import nearest2
     print(f"\n4. The E-step alone, N={n}, ms (median of {repeats}, interleaved); labels from the iteration before:\n")
     print("| D | k | nearest: GEMM + min(1) | nearest2 with last labels | ratio | labels changed |")

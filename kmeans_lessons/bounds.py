@@ -8,16 +8,17 @@ __all__ = ['INF', 'SPARSE', 'FULL_ROW', 'ALGORITHMS', 'Slack', 'own_sq_dists', '
            'bounds_apply', 'balanced_groups', 'Groups', 'group_rows', 'near_ties', 'yinyang_start', 'yinyang_groups',
            'yinyang_step', 'yinyang', 'choose_algorithm']
 
-# %% ../nbs/05b_bounds.ipynb #f28d24fd
+# %% ../nbs/05b_bounds.ipynb #4fe6bbf3
 import math
 import torch
-from .assignment import chunk_rows, get_distance, SqEuclidean, DEFAULT_MEMORY_BUDGET
+from .distances import get_distance, SqEuclidean
+from .assignment import chunk_rows, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
-from .core import lloyd
+from .lloyd import lloyd
 
 INF = float('inf')
 
-# %% ../nbs/05b_bounds.ipynb #049b9eca
+# %% ../nbs/05b_bounds.ipynb #36b77d74
 class Slack:
     """Rounding allowances for bound tests on the points `X` (N, D). Lloyd ranks centres by the
     rounded score `||c||^2 - 2 x.c`; each score is within `score_err` of the exact value, so a
@@ -41,7 +42,7 @@ class Slack:
         "A lower bound on the exact distance, from a squared distance that may be `err` too big."
         return ((sq - err).clamp_min(0) * (1 - self.rho)).sqrt()
 
-# %% ../nbs/05b_bounds.ipynb #17d1f7ab
+# %% ../nbs/05b_bounds.ipynb #466d4c42
 def own_sq_dists(X, C, labels, rows):
     "Squared distance from every point to its own centre, (N,), by differences: no cancellation."
     out = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
@@ -57,7 +58,7 @@ def centre_gaps(C, slack):
     S.fill_diagonal_(INF)
     return slack.down(S.amin(1), 4 * slack.rho * cc.max())
 
-# %% ../nbs/05b_bounds.ipynb #470f534f
+# %% ../nbs/05b_bounds.ipynb #d811f866
 def scores(x, C, cc):
     "Lloyd's ranking scores `||c||^2 - 2 x.c`, (n, k), computed as `SqEuclidean.nearest` does."
     return torch.addmm(cc, x, C.T, alpha=-2)
@@ -87,7 +88,7 @@ def nearest2(x, C, cc, prev=None):
         i[bad], v[bad], v2[bad] = ib, vb, sb.amin(1)
     return i, v, v2
 
-# %% ../nbs/05b_bounds.ipynb #14e3793e
+# %% ../nbs/05b_bounds.ipynb #0c6bdb8e
 def lloyd_dists(X, C, rows):
     "Every point's label and squared distance as `assign` computes them, and the second distance."
     N = X.shape[0]
@@ -130,7 +131,7 @@ def lloyd_rows(X, C, ii, rows):
         todo = todo[order[~first]]
     return lab, v, v2
 
-# %% ../nbs/05b_bounds.ipynb #85ef9e65
+# %% ../nbs/05b_bounds.ipynb #0226bf8d
 def farthest_dists(X, C, labels, d, n_empty, slack, rows):
     """`d` with Lloyd's own rounded values where they decide which points fill the `n_empty` empty
     clusters (`update_centroids` takes the farthest ones), or None when rounding leaves it in
@@ -147,7 +148,7 @@ def farthest_dists(X, C, labels, d, n_empty, slack, rows):
     d[cand] = exact
     return d
 
-# %% ../nbs/05b_bounds.ipynb #91119fa9
+# %% ../nbs/05b_bounds.ipynb #fa7b0cf6
 def bound_loop(X, C, dist, start, step, decay, *, max_iter, tol, verbose, keep_history, rows):
     """Lloyd's loop for a bound method: the same E-step results, update, empty-cluster rule and
     stopping rule as `lloyd`. `start(C, slack)` assigns every point and returns (labels, d,
@@ -190,7 +191,7 @@ def bound_loop(X, C, dist, start, step, decay, *, max_iter, tol, verbose, keep_h
                 history=history if keep_history else [C], inertias=torch.stack(inertias),
                 skipped=skipped)
 
-# %% ../nbs/05b_bounds.ipynb #c587caa0
+# %% ../nbs/05b_bounds.ipynb #585fdd30
 SPARSE = 0.5   # below this share skipped, reassign in Lloyd's own blocks: no gathers, no near ties
 
 def hamerly_step(X, C, labels, low, rows, drows, slack):
@@ -237,7 +238,7 @@ def hamerly_decay(low, labels, p, eps):
     came = torch.where(labels == top.indices[0], top.values[1], top.values[0])  # (N,)
     return (low - came) * (1 - 2 * eps)
 
-# %% ../nbs/05b_bounds.ipynb #75f8c5e8
+# %% ../nbs/05b_bounds.ipynb #a8ea961b
 def _check(X, C):
     tensors = torch.is_tensor(X) and torch.is_tensor(C)
     if not tensors or X.ndim != 2 or C.ndim != 2 or X.shape[1] != C.shape[1]:
@@ -274,7 +275,7 @@ def bounds_apply(dist):
     "Bounds need the metric behind the exact Euclidean scores; other distances run plain Lloyd."
     return type(dist) is SqEuclidean and dist.precision == 'highest'
 
-# %% ../nbs/05b_bounds.ipynb #d57a79e6
+# %% ../nbs/05b_bounds.ipynb #21d592fa
 def balanced_groups(C, t):
     "The centres' indices in t groups of nearly equal size: halving across the widest coordinate."
     def split(ids, t):
@@ -308,7 +309,7 @@ class Groups:
         ccs[self.real] = cc[self.pos[self.real]]
         return Cs, ccs
 
-# %% ../nbs/05b_bounds.ipynb #f2343c02
+# %% ../nbs/05b_bounds.ipynb #d82e2881
 def group_rows(x, Cs, ccs, groups):
     """Scores of `x` against every centre, in slot order: the label of the smallest score, that
     score, and each group's smallest score with that label left out, (n, t)."""
@@ -327,7 +328,7 @@ def near_ties(ii, v, runner, lbi, e, slack):
     lbi[near] = torch.minimum(lbi[near], floor[:, None])
     return near
 
-# %% ../nbs/05b_bounds.ipynb #ff492099
+# %% ../nbs/05b_bounds.ipynb #283997c3
 def yinyang_start(X, C, groups, rows, lrows, slack):
     "Assign every point; its group bounds, (N, t), come from the full rows of scores."
     N = X.shape[0]
@@ -349,7 +350,7 @@ def yinyang_start(X, C, groups, rows, lrows, slack):
     if near.numel(): labels[near] = lloyd_rows(X, C, near, lrows)[0]
     return labels, d, lb
 
-# %% ../nbs/05b_bounds.ipynb #40ac78a5
+# %% ../nbs/05b_bounds.ipynb #cf276ac0
 FULL_ROW = 0.25   # a point that must search more than this share of the groups gets a full row
 
 def yinyang_groups(X, C, Cs, ccs, groups, ii, look, lab, lbi, e, slack):
@@ -418,7 +419,7 @@ def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack):
     if near.numel(): lab[near] = lloyd_rows(X, C, idx[near], lrows)[0]
     return d, move(X, C, labels, d, idx, lab), 1 - len(idx) / N
 
-# %% ../nbs/05b_bounds.ipynb #2a41c8dc
+# %% ../nbs/05b_bounds.ipynb #0afb19da
 def yinyang(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_size=None,
             memory_budget=None, keep_history=True, n_groups=None):
     """Lloyd's iterations from centres `C` with Yinyang's group bounds (Ding et al., 2015): the
@@ -452,10 +453,10 @@ def yinyang(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_
     return bound_loop(X, C, dist, start, step, decay, max_iter=max_iter, tol=tol, verbose=verbose,
                       keep_history=keep_history, rows=lrows)
 
-# %% ../nbs/05b_bounds.ipynb #8e295183
+# %% ../nbs/05b_bounds.ipynb #9375eb94
 ALGORITHMS = {'lloyd': lloyd, 'hamerly': hamerly, 'yinyang': yinyang}
 
-# %% ../nbs/05b_bounds.ipynb #6c80427c
+# %% ../nbs/05b_bounds.ipynb #a9348fb4
 def choose_algorithm(n, d, k, device='cpu'):
     """What `algorithm='auto'` runs for `n` points with `d` features and `k` clusters on `device`:
     the crossovers measured by `benchmarks/bench_bounds.py` on a CPU (provisional, one run)."""

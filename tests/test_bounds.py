@@ -2,8 +2,9 @@
 the same centres at every iteration and the same number of iterations."""
 import pytest
 import torch
-from kmeans_lessons.assignment import assign, SqEuclidean
-from kmeans_lessons.core import lloyd
+from kmeans_lessons.assignment import assign
+from kmeans_lessons.distances import SqEuclidean
+from kmeans_lessons.lloyd import lloyd
 from kmeans_lessons.bounds import (hamerly, yinyang, nearest2, lloyd_rows, ALGORITHMS, choose_algorithm)
 
 
