@@ -11,7 +11,7 @@ __all__ = ['KMeans', 'kmeans', 'k_means', 'kmeans_plusplus', 'MeanShift', 'estim
            'plot_data', 'cluster_colors', 'animate_kmeans', 'animate_points', 'show_animation', 'save_animation',
            'kmeans_explorer']
 
-# %% ../nbs/index.ipynb #ed221d85
+# %% ../nbs/index.ipynb #d34b39ef
 __version__ = '0.1.0'   # the same as settings.ini's `version` (tests/test_package.py checks)
 import importlib
 from .validation import ConvergenceWarning, NotFittedError, InvalidParameterError, check_array, get_device
