@@ -109,7 +109,7 @@ class _Scene:
             ratio = self.proj[2]
             self.note = f"\nPCA projection of {self.D}-D data"
             ax.set_xlabel(f"PC1 ({ratio[0]:.0%} of variance)"); ax.set_ylabel(f"PC2 ({ratio[1]:.0%} of variance)")
-        elif self.d3: ax.set_xlabel('x0'); ax.set_ylabel('x1'); ax.set_zlabel('x2')
+        elif self.d3: ax.set_xlabel('x0'); ax.set_ylabel('x1'); ax.set_zlabel('x2', labelpad=12)   # clear of the ticks
         ax.set_title('iteration 0' + self.note, fontsize=_TITLE_PT)             # room for the title, then fix the layout
         if self.d3: ax.set_box_aspect(None, zoom=0.85)
         fig.tight_layout()
