@@ -148,9 +148,9 @@ def shot(locator):
 
 def check_picture(locator, what, save=None):
     "The element is on the page with a real picture in it: a sensible size, many colours, not blank."
-    locator.scroll_into_view_if_needed()
-    box = locator.bounding_box()
-    assert box and box['width'] >= 200 and box['height'] >= 200, f"{what} is {box} on the page"
+    w, h = locator.evaluate("""e => { e.scrollIntoView({block: 'center'});     // no waiting: a 0 x 0 image fails
+                                      const r = e.getBoundingClientRect(); return [r.width, r.height]; }""")
+    assert w >= 200 and h >= 200, f"{what} is {w:g} x {h:g} pixels on the page: no picture"
     img = shot(locator)
     if save: Image.fromarray(img).save(save)
     assert img.std() > 20, f"{what} looks blank (pixel std {img.std():.1f})"
@@ -227,7 +227,7 @@ def test_06_every_player_shows_a_picture_before_any_click(nb06):
 
 def test_06_next_and_play_move_the_frame(nb06):
     img = nb06.locator(PLAYER).first
-    img.scroll_into_view_if_needed()
+    check_picture(img, "player 0 of 06")
     before = shot(img)
     button(nb06, img, "Next frame").click()                 # the first click moves to frame 1
     assert img.evaluate(f"i => {ANIM}(i).current_frame") == 1
