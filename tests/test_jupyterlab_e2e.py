@@ -31,15 +31,23 @@ def free_port():
 
 
 def stop(proc):
-    "Stop the server and its kernels: its process group, by PID; SIGKILL if SIGTERM is not enough."
+    """Stop the server by its PID: SIGTERM to its process group (it shuts its kernels down), SIGKILL if that is not
+    enough; then any of its kernels still alive (each runs in a session of its own), by PID."""
     if proc.poll() is not None: return
     try:
+        import psutil
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except Exception: children = []
+    try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+        proc.wait(15)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     except ProcessLookupError: pass
+    for c in children:
+        try: c.kill()
+        except Exception: pass                     # gone already
 
 
 @pytest.fixture(scope='module')
