@@ -83,7 +83,7 @@ from kmeans_lessons import KMeans
 from kmeans_lessons.bench import peak_memory_mb
 X = torch.randn({N}, {D}, generator=torch.Generator().manual_seed(0))
 base = peak_memory_mb()
-KMeans({K}, init='forgy', max_iter={iters}, tol=0, seed=0, keep_history=False).fit(X)
+KMeans({K}, init='forgy', max_iter={iters}, tol=0, random_state=0, keep_history=False).fit(X)
 print(base, peak_memory_mb())
 """
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
@@ -111,7 +111,7 @@ def main():
 
     print("\nk-means++ initialisation (greedy, 2 + ln k candidates), N=1e6, D=4, K=200, float32; seconds (median of 3):\n")
     from sklearn.cluster import kmeans_plusplus
-    from kmeans_lessons.core import init_kmeans_plusplus
+    from kmeans_lessons.lloyd import init_kmeans_plusplus
     X, _ = data(1_000_000, 4, 200)
     Xt = torch.from_numpy(X)
     t_ours = med([timed(lambda: init_kmeans_plusplus(Xt, 200, torch.Generator().manual_seed(s))) for s in range(3)])

@@ -8,12 +8,17 @@
 Run: python benchmarks/bench_meanshift.py [--threads-200k 1]
 """
 import argparse, json, math, os, subprocess, sys, time
+import math
 import torch
 from sklearn.cluster import MeanShift as SkMeanShift
 from sklearn.metrics import adjusted_rand_score as ari
 from kmeans_lessons.bench import peak_memory_mb
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.meanshift import MeanShift, meanshift_step, gaussian
+from kmeans_lessons.meanshift import MeanShift, meanshift_step
+
+def gaussian(d, bw):
+    "The lesson's Gaussian kernel of distances `d` with standard deviation `bw` (fastai's lesson 12)."
+    return torch.exp(-0.5 * (d / bw) ** 2) / (bw * math.sqrt(2 * math.pi))
 
 def loop_step(X, bw=2.5):
     "The lesson's fixed per-point loop: reads the old X, writes a new tensor."

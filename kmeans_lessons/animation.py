@@ -6,7 +6,7 @@
 __all__ = ['pca_basis', 'animate_kmeans', 'AnimationSizeWarning', 'animation_html', 'jshtml_frame_count', 'show_animation',
            'animate_points', 'save_animation', 'KMeansExplorer', 'kmeans_explorer']
 
-# %% ../nbs/06_animation.ipynb #b3cbc211
+# %% ../nbs/06_animation.ipynb #b341b898
 import base64, html, io, re, struct, warnings
 from pathlib import Path
 import numpy as np
@@ -16,13 +16,15 @@ import matplotlib.pyplot as plt
 from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.colors import ListedColormap
 from .assignment import assign
-from .core import KMeans, INITS, check_array
 from .data import cluster_colors
+from .estimators import KMeans
+from .lloyd import INITS
+from .validation import check_array
 
-# %% ../nbs/06_animation.ipynb #fa8527f1
+# %% ../nbs/06_animation.ipynb #3010dab0
 _FIGSIZE, _DPI, _TITLE_PT = (5, 5), 120, 12     # the default frame: 600 x 600 pixels, a 20-pixel title
 
-# %% ../nbs/06_animation.ipynb #6fe2072b
+# %% ../nbs/06_animation.ipynb #12c4f6c4
 def pca_basis(X, n_components=2):
     """Principal axes of `X` (N, D) from the SVD of the centred data: `(mean (D,), components (n, D), explained (n,))`,
     `explained` being each axis's share of the variance. Signs are fixed (largest entry positive) so plots repeat."""
@@ -35,7 +37,7 @@ def pca_basis(X, n_components=2):
     var = S ** 2
     return mean, comps, var[:n_components] / var.sum()
 
-# %% ../nbs/06_animation.ipynb #2ba25c4f
+# %% ../nbs/06_animation.ipynb #5c79edf8
 def _np(t): return t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)
 
 def _small_png(data, colors=256):
@@ -150,7 +152,7 @@ class _Scene:
         self.fig.savefig(buf, format='png')
         return _small_png(buf.getvalue(), colors)
 
-# %% ../nbs/06_animation.ipynb #0a5b0f1e
+# %% ../nbs/06_animation.ipynb #f8db02b6
 def _history(X, km_or_history):
     """Centroid history as a list of (k, D) tensors on X's device, the distance to assign with, and the fit's own
     inertia for each entry (None for a plain list: the caller computes them)."""
@@ -176,7 +178,7 @@ def _history(X, km_or_history):
     if inertias is not None and len(inertias) != len(hist): inertias = None
     return hist, distance, inertias
 
-# %% ../nbs/06_animation.ipynb #396f915c
+# %% ../nbs/06_animation.ipynb #8b6bca95
 def animate_kmeans(X, km_or_history, *, trails=True, voronoi=False, interval=500, repeat=False,
                    figsize=_FIGSIZE, dpi=_DPI, s=4, alpha=0.6, title='iteration {i} · inertia {inertia:,.1f}'):
     """A `FuncAnimation` of k-means converging on `X` (N, D): one frame per entry of the centroid history
@@ -210,7 +212,7 @@ def animate_kmeans(X, km_or_history, *, trails=True, voronoi=False, interval=500
     anim._draw_was_started = True     # frames are drawn on demand: an animation dropped unrendered is harmless
     return anim
 
-# %% ../nbs/06_animation.ipynb #a877b739
+# %% ../nbs/06_animation.ipynb #ba2b0691
 class AnimationSizeWarning(UserWarning):
     "An embedded animation is larger than matplotlib's `animation.embed_limit`."
 
@@ -271,7 +273,7 @@ def show_animation(anim, *, fps=None, embed_limit=None, colors=256):
     from IPython.display import HTML
     return HTML(animation_html(anim, fps=fps, embed_limit=embed_limit, colors=colors))
 
-# %% ../nbs/06_animation.ipynb #b4f7f23e
+# %% ../nbs/06_animation.ipynb #81e0c8c6
 def animate_points(frames, labels=None, centres=None, *, title='frame {i}', interval=300, repeat=False,
                    figsize=_FIGSIZE, dpi=_DPI, s=4, alpha=0.6):
     """A `FuncAnimation` of a point cloud moving: `frames` is a sequence of (N, D) arrays or tensors (or one
@@ -313,7 +315,7 @@ def animate_points(frames, labels=None, centres=None, *, title='frame {i}', inte
     anim._draw_was_started = True     # frames are drawn on demand: an animation dropped unrendered is harmless
     return anim
 
-# %% ../nbs/06_animation.ipynb #7223e774
+# %% ../nbs/06_animation.ipynb #34f89712
 _PAGE_CSS = (f'<style>body{{font-family:{_FONT};margin:1.5em;color:#222}} h1{{font-size:1.4em;margin:0 0 .3em}}'
              f' p{{margin:0 0 1em;color:#444}} button,input,label{{font-family:inherit}}</style>')
 
@@ -339,7 +341,7 @@ def save_animation(anim, path, fps=None, *, embed_limit=None, title=None, subtit
                         f'{_PAGE_CSS}</head>\n<body>\n<h1>{title}</h1>\n{sub}{body}\n</body>\n</html>\n', encoding='utf-8')
     return path
 
-# %% ../nbs/06_animation.ipynb #efa85a86
+# %% ../nbs/06_animation.ipynb #f794b053
 class KMeansExplorer:
     """An ipywidgets UI for k-means on `X`: sliders for k and the iteration, a seed box, an init menu and a
     play button. Each fit's history is computed once; moving through it only updates the artists of one
@@ -374,7 +376,7 @@ class KMeansExplorer:
         "Fit k-means for the current k, seed and init; go to the last iteration."
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            self.km = KMeans(self.k.value, init=self.init.value, seed=self.seed.value, max_iter=self.max_iter).fit(self.X)
+            self.km = KMeans(self.k.value, init=self.init.value, n_init=1, random_state=self.seed.value, max_iter=self.max_iter).fit(self.X)
         pairs = [assign(self.X, C) for C in self.km.history_]
         self.labels = [l for l, _ in pairs]
         self.inertias = list(self.km.inertia_history_)       # the fit's own: the title and the status line agree

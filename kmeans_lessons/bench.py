@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['benchmark', 'peak_memory_mb']
 
-# %% ../nbs/05_gpu.ipynb #7a0baf0c
+# %% ../nbs/05_gpu.ipynb #74f32170
 import time
 import torch
 
-# %% ../nbs/05_gpu.ipynb #4dfe0f3d
+# %% ../nbs/05_gpu.ipynb #345c1fd7
 def benchmark(f, *, warmup=1, repeat=5, device=None):
     "Median wall time of `f()` in seconds, after `warmup` calls, synchronising `device` if it is a GPU."
     dev = torch.device(device) if device is not None else None
@@ -21,7 +21,7 @@ def benchmark(f, *, warmup=1, repeat=5, device=None):
         t = time.perf_counter(); f(); sync(); times.append(time.perf_counter() - t)
     return sorted(times)[len(times) // 2]
 
-# %% ../nbs/05_gpu.ipynb #6c495934
+# %% ../nbs/05_gpu.ipynb #2a384db8
 def peak_memory_mb():
     "Peak resident memory of this process in MB (Linux `VmHWM`; elsewhere `ru_maxrss`, which a child inherits)."
     try:

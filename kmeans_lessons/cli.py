@@ -5,18 +5,18 @@
 # %% auto #0
 __all__ = ['DATA_EXTS', 'OUT_EXTS', 'IndexColumnWarning', 'load_points', 'build_parser', 'main']
 
-# %% ../nbs/10_cli.ipynb #5ddafc99
+# %% ../nbs/10_cli.ipynb #8ab836ff
 import argparse, csv, math, re, shlex, sys, warnings
 from pathlib import Path
 import numpy as np
 
-# %% ../nbs/10_cli.ipynb #90e268c5
+# %% ../nbs/10_cli.ipynb #44265b44
 class _Parser(argparse.ArgumentParser):
     "An ArgumentParser whose errors are one line on stderr (no usage block), exit code 2."
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
-# %% ../nbs/10_cli.ipynb #27735775
+# %% ../nbs/10_cli.ipynb #0278bcf5
 DATA_EXTS = ('.csv', '.npy')
 OUT_EXTS = ('.gif', '.html')
 
@@ -92,10 +92,10 @@ def load_points(path):
     if not np.isfinite(a).all(): raise ValueError(f"{path.name} contains NaN or inf values")
     return a.astype(np.float32)
 
-# %% ../nbs/10_cli.ipynb #3a01b714
+# %% ../nbs/10_cli.ipynb #e45da5e3
 def build_parser():
     "The `kmeans-lessons` argument parser."
-    from kmeans_lessons.core import INITS
+    from kmeans_lessons.lloyd import INITS
     p = _Parser(prog='kmeans-lessons', description="Tools for the kmeans_lessons course.")
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     a = sub.add_parser('animate', help='save an animation of k-means converging (.gif or .html)',
@@ -117,11 +117,11 @@ def build_parser():
     a.set_defaults(run=_animate, parser=a)
     return p
 
-# %% ../nbs/10_cli.ipynb #725e29ff
+# %% ../nbs/10_cli.ipynb #335620bb
 def _animate(args):
     p = args.parser                                       # errors name the subcommand: 'kmeans-lessons animate: error: ...'
     from kmeans_lessons.data import sample_blobs
-    from kmeans_lessons.core import KMeans
+    from kmeans_lessons.estimators import KMeans
     from kmeans_lessons.animation import animate_kmeans, save_animation
     out = Path(args.out)
     if out.suffix.lower() not in OUT_EXTS: p.error(f"--out must end in .gif or .html; got {out.name!r}")
@@ -146,7 +146,7 @@ def _animate(args):
         source = f"{X.shape[0]} points with {X.shape[1]} features in {blobs} blobs"
     if args.k > X.shape[0]: p.error(f"--k ({args.k}) is larger than the number of points ({X.shape[0]})")
     if args.voronoi and X.shape[1] != 2: p.error(f"--voronoi needs 2-D data; the points have {X.shape[1]} features")
-    km = KMeans(args.k, init=args.init, seed=args.seed, max_iter=args.max_iter).fit(X)
+    km = KMeans(args.k, init=args.init, n_init=1, random_state=args.seed, max_iter=args.max_iter).fit(X)
     anim = animate_kmeans(X, km, trails=not args.no_trails, voronoi=args.voronoi, interval=1000 / args.fps,
                           **({} if args.dpi is None else dict(dpi=args.dpi)))
     path = save_animation(anim, out, fps=args.fps, title=f"k-means on {source}, k = {args.k}",
@@ -162,6 +162,6 @@ def main(argv=None):
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args.run(args)
 
-# %% ../nbs/10_cli.ipynb #a5803041
+# %% ../nbs/10_cli.ipynb #f4678ee5
 if __name__ == '__main__' and '__file__' in globals():    # `python -m kmeans_lessons.cli`, not the notebook
     sys.exit(main())

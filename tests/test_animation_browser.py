@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.core import KMeans
+from kmeans_lessons.estimators import KMeans
 from kmeans_lessons.animation import animate_kmeans, save_animation
 
 CHROMIUM = '/usr/bin/chromium'

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.core import KMeans
+from kmeans_lessons.estimators import KMeans
 from kmeans_lessons.cli import main
 
 ENTRY = shutil.which('kmeans-lessons', path=str(Path(sys.executable).parent))
@@ -24,7 +24,7 @@ def test_gif_of_the_course_data(tmp_path):
     out = tmp_path / 'converge.gif'
     r = run('animate', '--k', 6, '--n', 1500, '--seed', 42, '--dpi', 40, '--out', out)
     assert r.returncode == 0, r.stderr
-    ref = KMeans(6, seed=42, max_iter=50).fit(sample_blobs(6, 250, seed=42)[0])     # what the command should fit
+    ref = KMeans(6, random_state=42, max_iter=50).fit(sample_blobs(6, 250, seed=42)[0])     # what the command should fit
     with Image.open(out) as im: n = im.n_frames
     assert n == ref.n_iter_ + 1
     assert str(out.resolve()) in r.stdout and f"{n} frames" in r.stdout
@@ -38,7 +38,7 @@ def test_installed_script_with_csv_data_to_html(tmp_path):
     r = run('animate', '--data', tmp_path / 'points.csv', '--k', 3, '--init', 'forgy', '--max-iter', 4,
             '--fps', 3, '--dpi', 30, '--out', out, entry=True)
     assert r.returncode == 0, r.stderr
-    ref = KMeans(3, init='forgy', seed=42, max_iter=4).fit(np.loadtxt(tmp_path / 'points.csv', delimiter=',', skiprows=1))
+    ref = KMeans(3, init='forgy', n_init=1, random_state=42, max_iter=4).fit(np.loadtxt(tmp_path / 'points.csv', delimiter=',', skiprows=1))
     assert html_frames(out) == ref.n_iter_ + 1 and f"{ref.n_iter_ + 1} frames" in r.stdout
     assert 'https://' not in out.read_text()
 
@@ -48,7 +48,7 @@ def test_npy_data(tmp_path):
     np.save(tmp_path / 'p.npy', X.numpy())
     out = tmp_path / 'p.gif'
     assert main(['animate', '--data', str(tmp_path / 'p.npy'), '--k', '2', '--dpi', '30', '--out', str(out)]) == 0
-    with Image.open(out) as im: assert im.n_frames == KMeans(2, seed=42, max_iter=50).fit(X).n_iter_ + 1
+    with Image.open(out) as im: assert im.n_frames == KMeans(2, random_state=42, max_iter=50).fit(X).n_iter_ + 1
 
 
 @pytest.fixture(scope='module')
@@ -149,7 +149,7 @@ def test_csv_index_column_is_dropped_and_said(header, blobs3, tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'note:' in r.stderr and 'row index' in r.stderr and 'dropped' in r.stderr, r.stderr
     assert f"{len(rows)} points with 2 features read from" in r.stdout, r.stdout
-    ref = KMeans(3, seed=42, max_iter=3).fit(blobs3)                   # what the command should fit: x, y only
+    ref = KMeans(3, n_init=1, random_state=42, max_iter=3).fit(blobs3)                 # what the command should fit: x, y only
     with Image.open(out) as im: assert im.n_frames == ref.n_iter_ + 1
 
 
@@ -199,7 +199,7 @@ def test_printed_inertia_is_the_last_frame_title(tmp_path, monkeypatch, capsys):
     anim.draw(anim.n_frames - 1)
     assert anim.scene.ax.get_title().splitlines()[0].endswith(f"inertia {printed}")
     X = sample_blobs(6, 250, 5, seed=42)[0]
-    assert printed == f"{KMeans(6, seed=42, max_iter=50).fit(X).inertia_:,.1f}"
+    assert printed == f"{KMeans(6, n_init=1, random_state=42, max_iter=50).fit(X).inertia_:,.1f}"
 
 
 def test_html_page_has_a_heading_with_the_command(tmp_path):

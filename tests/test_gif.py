@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.core import KMeans
+from kmeans_lessons.estimators import KMeans
 from kmeans_lessons.animation import animate_kmeans, animate_points, save_animation
 
 

@@ -8,7 +8,7 @@ from sklearn.datasets import make_blobs
 
 import kmeans_lessons as kl
 from kmeans_lessons import KMeans, kmeans, ConvergenceWarning, NotFittedError
-from kmeans_lessons.core import init_forgy, init_kmeans_plusplus, init_random_partition
+from kmeans_lessons.lloyd import init_forgy, init_kmeans_plusplus, init_random_partition
 
 
 def datasets():
@@ -26,9 +26,10 @@ def test_matches_sklearn_lloyd_with_same_init(name, X, k):
     init = X[np.random.default_rng(5).choice(len(X), k, replace=False)]
     sk = SKMeans(k, init=init, n_init=1, tol=0, max_iter=300, algorithm='lloyd').fit(X)
     ours = KMeans(k, init=torch.from_numpy(init), tol=0, max_iter=300).fit(X)
-    assert np.array_equal(sk.labels_, ours.labels_.numpy())
+    assert isinstance(ours.labels_, np.ndarray)                       # NumPy in, NumPy out
+    assert np.array_equal(sk.labels_, ours.labels_)
     assert sk.n_iter_ == ours.n_iter_
-    np.testing.assert_allclose(ours.cluster_centers_.numpy(), sk.cluster_centers_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=1e-9)
 
 
@@ -39,25 +40,26 @@ def test_tol_scaled_by_mean_variance_like_sklearn():
         sk = SKMeans(8, init=init, n_init=1, tol=tol, algorithm='lloyd').fit(X)
         ours = KMeans(8, init=torch.from_numpy(init), tol=tol).fit(X)
         assert sk.n_iter_ == ours.n_iter_
-        assert np.array_equal(sk.labels_, ours.labels_.numpy())
+        assert np.array_equal(sk.labels_, ours.labels_)
 
 
 def test_max_iter_respected_and_history_lengths():
     X = make_blobs(2000, 2, centers=10, random_state=0)[0]
-    km = KMeans(10, init='forgy', max_iter=3, tol=0, seed=0).fit(X)
+    km = KMeans(10, init='forgy', n_init=1, max_iter=3, tol=0, random_state=0).fit(X)
     assert km.n_iter_ == 3 and len(km.history_) == 4 and len(km.inertia_history_) == 4
     assert km.inertia_history_[-1] == pytest.approx(km.inertia_)
     assert all(a >= b - 1e-9 * a for a, b in zip(km.inertia_history_, km.inertia_history_[1:]))
     # history_[i] really is what Lloyd produced: one more step from history_[1] gives history_[2]
     X_t = torch.from_numpy(X)
-    lab = ((X_t[:, None] - km.history_[1][None]) ** 2).sum(-1).argmin(1)
+    h1, h2 = torch.from_numpy(km.history_[1]), torch.from_numpy(km.history_[2])
+    lab = ((X_t[:, None] - h1[None]) ** 2).sum(-1).argmin(1)
     step = torch.stack([X_t[lab == j].mean(0) for j in range(10)])
-    torch.testing.assert_close(step, km.history_[2])
+    torch.testing.assert_close(step, h2)
 
 
 def test_labels_are_brute_force_nearest_centre():
     X = torch.randn(3000, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    km = KMeans(15, seed=3).fit(X)
+    km = KMeans(15, random_state=3).fit(X)
     brute = ((X[:, None] - km.cluster_centers_[None]) ** 2).sum(-1)      # (N, k), no expansion
     assert torch.equal(km.labels_, brute.argmin(1))
     assert km.inertia_ == pytest.approx(brute.min(1).values.sum().item(), rel=1e-10)
@@ -68,10 +70,10 @@ def test_labels_are_brute_force_nearest_centre():
 def test_seed_reproducible_and_inits():
     X, _, _ = kl.sample_blobs(5, 100, seed=1)
     for init in ('k-means++', 'forgy', 'random-partition'):
-        a, b = KMeans(5, init=init, seed=11).fit(X), KMeans(5, init=init, seed=11).fit(X)
+        a, b = KMeans(5, init=init, random_state=11).fit(X), KMeans(5, init=init, random_state=11).fit(X)
         assert torch.equal(a.cluster_centers_, b.cluster_centers_) and torch.equal(a.labels_, b.labels_)
-    c1 = KMeans(5, init='forgy', seed=1).fit(X).history_[0]
-    c2 = KMeans(5, init='forgy', seed=2).fit(X).history_[0]
+    c1 = KMeans(5, init='forgy', n_init=1, random_state=1).fit(X).history_[0]
+    c2 = KMeans(5, init='forgy', n_init=1, random_state=2).fit(X).history_[0]
     assert not torch.equal(c1, c2)
 
 
@@ -94,7 +96,7 @@ def test_random_partition_no_empty_cluster():
 def test_kmeans_plusplus_greedy_quality_vs_sklearn():
     from sklearn.cluster import kmeans_plusplus
     X = make_blobs(5000, 2, centers=25, cluster_std=0.5, random_state=4)[0]
-    ours = [KMeans(25, max_iter=1, seed=s).fit(X).inertia_history_[0] for s in range(8)]
+    ours = [KMeans(25, max_iter=1, random_state=s).fit(X).inertia_history_[0] for s in range(8)]
     Xt = torch.from_numpy(X)
     theirs = []
     for s in range(8):
@@ -102,7 +104,7 @@ def test_kmeans_plusplus_greedy_quality_vs_sklearn():
         theirs.append(((Xt[:, None] - torch.from_numpy(c)[None]) ** 2).sum(-1).min(1).values.sum().item())
     # the same greedy algorithm: the medians of the starting inertia agree within 15%
     assert np.median(ours) == pytest.approx(np.median(theirs), rel=0.15)
-    forgy = [KMeans(25, init='forgy', max_iter=1, seed=s).fit(X).inertia_history_[0] for s in range(8)]
+    forgy = [KMeans(25, init='forgy', n_init=1, max_iter=1, random_state=s).fit(X).inertia_history_[0] for s in range(8)]
     assert np.median(ours) < 0.5 * np.median(forgy)
 
 
@@ -115,23 +117,27 @@ def test_kmeans_plusplus_picks_distinct_data_points():
 
 def test_input_types_and_dtypes():
     X64 = make_blobs(300, 3, centers=3, random_state=0)[0]
-    ref = KMeans(3, init='forgy', seed=0).fit(torch.from_numpy(X64))
-    for X in (X64, X64.tolist(), torch.from_numpy(X64)):
-        km = KMeans(3, init='forgy', seed=0).fit(X)
-        assert km.cluster_centers_.dtype == torch.float64
-        assert torch.equal(km.labels_, ref.labels_)
-    km32 = KMeans(3, init='forgy', seed=0).fit(X64.astype(np.float32))
-    assert km32.cluster_centers_.dtype == torch.float32 and torch.equal(km32.labels_, ref.labels_)
+    ref = KMeans(3, init='forgy', n_init=1, random_state=0).fit(torch.from_numpy(X64))
+    for X in (X64, X64.tolist()):                                   # NumPy and lists: NumPy out
+        km = KMeans(3, init='forgy', n_init=1, random_state=0).fit(X)
+        assert isinstance(km.cluster_centers_, np.ndarray) and km.cluster_centers_.dtype == np.float64
+        assert np.array_equal(km.labels_, ref.labels_.numpy())
+        assert isinstance(km.predict(X), np.ndarray) and isinstance(km.transform(X), np.ndarray)
+    assert torch.is_tensor(ref.cluster_centers_) and ref.cluster_centers_.dtype == torch.float64
+    assert torch.is_tensor(ref.predict(torch.from_numpy(X64))) and isinstance(ref.predict(X64), np.ndarray)
+    km32 = KMeans(3, init='forgy', n_init=1, random_state=0).fit(X64.astype(np.float32))
+    assert km32.cluster_centers_.dtype == np.float32 and np.array_equal(km32.labels_, ref.labels_.numpy())
     ints = np.array([[0, 0], [0, 1], [10, 10], [10, 11]])
-    km = KMeans(2, seed=0).fit(ints)
-    assert km.cluster_centers_.dtype == torch.get_default_dtype()
+    km = KMeans(2, random_state=0).fit(ints)
+    assert km.cluster_centers_.dtype == np.float64                  # integers give float64, as in scikit-learn
     assert sorted(km.cluster_centers_.tolist()) == [[0.0, 0.5], [10.0, 10.5]]
-    half = KMeans(2, seed=0).fit(torch.tensor(ints, dtype=torch.float16))
+    half = KMeans(2, random_state=0).fit(torch.tensor(ints, dtype=torch.float16))
+    assert half.cluster_centers_.dtype == torch.get_default_dtype()
     assert sorted(half.cluster_centers_.tolist()) == [[0.0, 0.5], [10.0, 10.5]]
     ro = X64.copy(); ro.flags.writeable = False
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        KMeans(3, seed=0).fit(ro)                       # no "non-writable array" warning from torch
+        KMeans(3, random_state=0).fit(ro)                       # no "non-writable array" warning from torch
 
 
 def test_caller_data_never_modified():
@@ -148,12 +154,12 @@ def test_caller_data_never_modified():
 
 def test_requires_grad_input():
     X = torch.randn(100, 2, requires_grad=True)
-    km = KMeans(3, seed=0).fit(X)
+    km = KMeans(3, random_state=0).fit(X)
     assert not km.cluster_centers_.requires_grad
 
 
 BAD = [
-    (lambda X: KMeans(0).fit(X), ValueError, 'n_clusters must be >= 1'),
+    (lambda X: KMeans(0).fit(X), ValueError, 'n_clusters must be an int >= 1; got 0'),
     (lambda X: KMeans(-3).fit(X), ValueError, 'n_clusters'),
     (lambda X: KMeans(2.0).fit(X), TypeError, 'n_clusters must be an int'),
     (lambda X: KMeans(True).fit(X), TypeError, 'n_clusters must be an int'),
@@ -166,8 +172,8 @@ BAD = [
     (lambda X: KMeans(2).fit(torch.tensor([[1., float('inf')], [0., 0.], [1., 1.]])), ValueError, 'NaN or inf'),
     (lambda X: KMeans(2).fit([['a', 'b'], ['c', 'd']]), TypeError, 'real numbers'),
     (lambda X: KMeans(2).fit([[1., 2.], [3.]]), TypeError, 'ragged'),
-    (lambda X: KMeans(2).fit(torch.ones(3, 2, dtype=torch.complex64)), TypeError, 'complex'),
-    (lambda X: KMeans(2).fit(np.ones((3, 2), dtype=complex)), TypeError, 'complex'),
+    (lambda X: KMeans(2).fit(torch.ones(3, 2, dtype=torch.complex64)), ValueError, 'Complex data not supported'),
+    (lambda X: KMeans(2).fit(np.ones((3, 2), dtype=complex)), ValueError, 'Complex data not supported'),
     (lambda X: KMeans(2).fit('not data'), TypeError, 'real numbers'),
     (lambda X: KMeans(3, init=torch.zeros(2, 2)).fit(X), ValueError, 'init has shape (2, 2)'),
     (lambda X: KMeans(3, init=torch.zeros(3, 5)).fit(X), ValueError, 'expected (3, 2)'),
@@ -177,12 +183,12 @@ BAD = [
     (lambda X: KMeans(3, n_init=0).fit(X), ValueError, 'n_init'),
     (lambda X: KMeans(3, tol=-1).fit(X), ValueError, 'tol'),
     (lambda X: KMeans(3, tol=float('nan')).fit(X), ValueError, 'tol'),
-    (lambda X: KMeans(3, seed=-1).fit(X), ValueError, 'seed'),
+    (lambda X: KMeans(3, random_state=-1).fit(X), ValueError, 'random_state must be an int in [0, 2**63)'),
     (lambda X: KMeans(3, distance='manhattan').fit(X), ValueError, "unknown distance 'manhattan'"),
     (lambda X: KMeans(3, distance=42).fit(X), TypeError, 'distance must be'),
     (lambda X: KMeans(3).predict(X), NotFittedError, 'not fitted'),
     (lambda X: KMeans(3).transform(X), NotFittedError, 'not fitted'),
-    (lambda X: KMeans(3, seed=0).fit(X).predict(torch.zeros(4, 3)), ValueError, 'X has 3 features, but KMeans was fitted with 2'),
+    (lambda X: KMeans(3, random_state=0).fit(X).predict(torch.zeros(4, 3)), ValueError, 'X has 3 features, but KMeans is expecting 2'),
 ]
 
 
@@ -203,8 +209,8 @@ def test_fewer_distinct_points_than_k_warns_and_stays_finite():
     X = [[0., 0.]] * 4 + [[5., 5.]] * 3
     for init in ('k-means++', 'forgy', 'random-partition'):
         with pytest.warns(ConvergenceWarning, match='2 distinct clusters'):
-            km = KMeans(4, init=init, seed=0).fit(X)
-        assert torch.isfinite(km.cluster_centers_).all()
+            km = KMeans(4, init=init, random_state=0).fit(X)
+        assert np.isfinite(km.cluster_centers_).all()
         assert km.inertia_ == 0.0
         assert set(map(tuple, km.cluster_centers_.tolist())) == {(0.0, 0.0), (5.0, 5.0)}
 
@@ -223,8 +229,8 @@ def test_empty_cluster_relocated_to_farthest_point():
 
 def test_n_init_keeps_best_and_explicit_init_warns():
     X = make_blobs(1000, 2, centers=8, random_state=5)[0]
-    runs = [KMeans(8, init='forgy', seed=0, n_init=1).fit(X)]
-    best = KMeans(8, init='forgy', seed=0, n_init=6).fit(X)
+    runs = [KMeans(8, init='forgy', random_state=0, n_init=1).fit(X)]
+    best = KMeans(8, init='forgy', random_state=0, n_init=6).fit(X)
     assert best.inertia_ <= runs[0].inertia_ + 1e-9
     with pytest.warns(RuntimeWarning, match='n_init=3 was set to 1'):
         KMeans(8, init=torch.from_numpy(X[:8]), n_init=3).fit(X)
@@ -232,8 +238,8 @@ def test_n_init_keeps_best_and_explicit_init_warns():
 
 def test_functional_form_and_fit_predict():
     X, y, _ = kl.sample_blobs(4, 100, seed=3)
-    c, lab = kmeans(X, 4, seed=0, n_init=3)
-    km = KMeans(4, seed=0, n_init=3)
+    c, lab = kmeans(X, 4, random_state=0, n_init=3)
+    km = KMeans(4, random_state=0, n_init=3)
     assert torch.equal(km.fit_predict(X), lab) and torch.equal(km.cluster_centers_, c)
     from sklearn.metrics import adjusted_rand_score
     assert adjusted_rand_score(y.numpy(), lab.numpy()) == 1.0      # well-separated blobs recovered exactly
@@ -241,18 +247,19 @@ def test_functional_form_and_fit_predict():
 
 def test_predict_on_other_data_and_repr():
     X, _, _ = kl.sample_blobs(3, 50, seed=0)
-    km = KMeans(3, seed=0).fit(X)
+    km = KMeans(3, random_state=0).fit(X)
     new = km.cluster_centers_ + 0.01
     assert torch.equal(km.predict(new), torch.arange(3))
-    assert torch.equal(km.predict(new.numpy()), torch.arange(3))
+    assert np.array_equal(km.predict(new.numpy()), np.arange(3))
     assert repr(KMeans(5, init='forgy')) == "KMeans(n_clusters=5, init='forgy')"
 
 
 def test_device_argument_cpu():
     X, _, _ = kl.sample_blobs(3, 50, seed=0)
-    km = KMeans(3, seed=0, device='cpu').fit(X.numpy())
+    km = KMeans(3, random_state=0, device='cpu').fit(X)
     assert km.cluster_centers_.device.type == 'cpu' and km.labels_.device.type == 'cpu'
-    assert kl.core.get_device('cpu') == torch.device('cpu')
+    assert isinstance(KMeans(3, random_state=0, device='cpu').fit(X.numpy()).cluster_centers_, np.ndarray)
+    assert kl.get_device('cpu') == torch.device('cpu')
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')

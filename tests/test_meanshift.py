@@ -6,7 +6,7 @@ import torch
 from sklearn.cluster import MeanShift as SkMeanShift, estimate_bandwidth as sk_estimate_bandwidth
 from sklearn.metrics import adjusted_rand_score as ari
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.meanshift import MeanShift, estimate_bandwidth, meanshift_step, knn, gaussian, tri, flat
+from kmeans_lessons.meanshift import MeanShift, estimate_bandwidth, meanshift_step, knn
 
 def ref_step(Y, X, bw, kernel):
     "One mean-shift step in float64 with explicit pairwise differences."
@@ -34,12 +34,6 @@ def test_step_far_from_data_uses_log_scale():
     got = meanshift_step(torch.tensor([[-1000., 0.]]), X, 1.0)
     torch.testing.assert_close(got, torch.tensor([[0., 0.]]))
 
-def test_kernels_values():
-    d = torch.tensor([0., 1., 2.])
-    torch.testing.assert_close(gaussian(d, 1.), torch.exp(-0.5 * d ** 2) / math.sqrt(2 * math.pi))
-    assert tri(d, 2.).tolist() == [1., .5, 0.]
-    assert flat(d, 1.).tolist() == [1., 1., 0.]
-
 @pytest.mark.parametrize('q', [0.05, 0.3, 0.6])
 def test_estimate_bandwidth_matches_sklearn(blobs, q):
     X, _ = blobs
@@ -47,8 +41,8 @@ def test_estimate_bandwidth_matches_sklearn(blobs, q):
 
 def test_estimate_bandwidth_subsample(blobs):
     X, _ = blobs
-    a = estimate_bandwidth(X, n_samples=200, seed=0)
-    assert a == estimate_bandwidth(X, n_samples=200, seed=0)
+    a = estimate_bandwidth(X, n_samples=200, random_state=0)
+    assert a == estimate_bandwidth(X, n_samples=200, random_state=0)
     assert 0.7 < a / estimate_bandwidth(X) < 1.3
 
 def test_matches_sklearn_flat_kernel(blobs):
@@ -97,7 +91,7 @@ def test_list_and_float64_input(blobs):
     X, _ = blobs
     a = MeanShift(2.0).fit(X[:100].tolist())
     b = MeanShift(2.0).fit(X[:100].double().numpy())
-    assert ari(a.labels_, b.labels_) == 1.0 and b.cluster_centers_.dtype == torch.float64
+    assert ari(a.labels_, b.labels_) == 1.0 and b.cluster_centers_.dtype == np.float64
 
 def test_predict_new_points(blobs):
     X, y = blobs
@@ -146,10 +140,15 @@ def test_predict_checks(blobs):
 
 def test_estimate_bandwidth_errors():
     with pytest.raises(ValueError, match='quantile'): estimate_bandwidth(torch.zeros(4, 2), 2.0)
-    with pytest.raises(ValueError, match='bandwidth is 0'): MeanShift().fit(torch.zeros(10, 2))
+    with pytest.raises(ValueError, match='bandwidth must be'): MeanShift(0.0).fit(torch.zeros(10, 2))
+
+def test_constant_data_and_one_point_give_one_cluster():
+    for X in (torch.zeros(10, 2), torch.full((5, 3), 7.0), [[1.0, 2.0]]):
+        ms = MeanShift().fit(X)
+        assert len(ms.cluster_centers_) == 1 and (np.asarray(ms.labels_) == 0).all()
 
 def test_not_converged_warns_and_labels(blobs):
-    from kmeans_lessons.core import ConvergenceWarning
+    from kmeans_lessons.validation import ConvergenceWarning
     X, _ = blobs
     with pytest.warns(ConvergenceWarning, match='did not converge'):
         ms = MeanShift(1.5, max_iter=1).fit(X)                         # none converged: every point may start a mode

@@ -19,7 +19,7 @@ import torch
 from kmeans_lessons import KMeans
 from kmeans_lessons.bench import peak_memory_mb
 X = torch.rand(2_000_000, 2, generator=torch.Generator().manual_seed(0))
-km = KMeans(2000, init='forgy', max_iter=2, tol=0, seed=0).fit(X)
+km = KMeans(2000, init='forgy', n_init=1, max_iter=2, tol=0, random_state=0).fit(X)
 assert km.n_iter_ == 2 and torch.isfinite(km.cluster_centers_).all()
 print(peak_memory_mb(), km.inertia_)
 """
@@ -36,7 +36,7 @@ from kmeans_lessons.bench import peak_memory_mb
 N = int(sys.argv[1])
 X = torch.rand(N, 4, generator=torch.Generator().manual_seed(0))
 base = peak_memory_mb()
-KMeans(500, init='forgy', max_iter=2, tol=0, seed=0, keep_history=False).fit(X)
+KMeans(500, init='forgy', n_init=1, max_iter=2, tol=0, random_state=0, keep_history=False).fit(X)
 print(peak_memory_mb() - base)
 """
     extra = {}
@@ -70,6 +70,6 @@ def test_chunk_rows_respects_budget():
 
 def test_small_budget_same_result_as_default():
     X = torch.from_numpy(np.random.default_rng(0).standard_normal((3000, 5)))
-    a = KMeans(20, seed=1).fit(X)
-    b = KMeans(20, seed=1, memory_budget=8192).fit(X)
+    a = KMeans(20, random_state=1).fit(X)
+    b = KMeans(20, random_state=1, memory_budget=8192).fit(X)
     assert torch.equal(a.labels_, b.labels_) and torch.equal(a.cluster_centers_, b.cluster_centers_)

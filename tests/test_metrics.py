@@ -3,10 +3,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from kmeans_lessons.assignment import Distance, FunctionDistance, assign, get_distance
+from kmeans_lessons.distances import Distance, FunctionDistance, get_distance
+from kmeans_lessons.assignment import assign
 from kmeans_lessons import KMeans
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.metrics import CosineDistance, IoUDistance, iou_distance
+from kmeans_lessons.cosine_iou import CosineDistance, IoUDistance, iou_distance
 
 
 def rays(n_rays=5, n=200, seed=0):
@@ -40,7 +41,7 @@ def brute_cosine(X, C):
 
 def test_cosine_labels_are_argmax_of_cosine_similarity():
     X = rays() + 0.5                                   # not centred: lengths and offsets must not matter
-    km = KMeans(5, seed=0, distance=CosineDistance(), tol=0).fit(X)
+    km = KMeans(5, random_state=0, distance=CosineDistance(), tol=0).fit(X)
     sim = brute_cosine(X, km.cluster_centers_)
     assert torch.equal(km.labels_, sim.argmax(1))
     assert torch.equal(km.predict(X * 7.0), sim.argmax(1))           # scale-free
@@ -50,7 +51,7 @@ def test_cosine_labels_are_argmax_of_cosine_similarity():
 
 def test_cosine_centres_are_normalised_means_of_unit_vectors():
     X = rays(seed=1)
-    km = KMeans(5, seed=1, distance='cosine', tol=0).fit(X)
+    km = KMeans(5, random_state=1, distance='cosine', tol=0).fit(X)
     C, lab = km.cluster_centers_, km.labels_
     for j in range(5):                                 # fixed point of the spherical k-means update
         u = F.normalize(X[lab == j], dim=1).mean(0)
@@ -72,15 +73,15 @@ def test_cosine_separates_rays_that_euclidean_mixes():
     X = rays()
     truth = torch.arange(5).repeat_interleave(200)
     from sklearn.metrics import adjusted_rand_score as ari
-    assert ari(truth, KMeans(5, seed=0, distance='cosine', tol=0).fit(X).labels_) > 0.95
-    assert ari(truth, KMeans(5, seed=0).fit(X).labels_) < 0.6
+    assert ari(truth, KMeans(5, random_state=0, distance='cosine', tol=0).fit(X).labels_) > 0.95
+    assert ari(truth, KMeans(5, random_state=0).fit(X).labels_) < 0.6
 
 
 def test_cosine_default_tol_does_not_stop_early_on_long_vectors():
     g = torch.Generator().manual_seed(0)
     X = (0.7 * torch.randn(2000, 2, generator=g) + 0.3) * 100
-    a = KMeans(20, seed=0, distance='cosine').fit(X)
-    b = KMeans(20, seed=0, distance='cosine', tol=0).fit(X)
+    a = KMeans(20, random_state=0, distance='cosine').fit(X)
+    b = KMeans(20, random_state=0, distance='cosine', tol=0).fit(X)
     assert a.inertia_ <= b.inertia_ * 1.01
 
 
@@ -111,16 +112,16 @@ def test_iou_rejects_bad_boxes(bad, msg):
 def test_iou_kmeans_beats_euclidean_on_mean_best_iou():
     B = boxes()
     for seed in range(3):
-        euc = mean_best_iou(B, KMeans(9, seed=seed).fit(B).cluster_centers_)
-        iou = mean_best_iou(B, KMeans(9, seed=seed, distance='iou').fit(B).cluster_centers_)
+        euc = mean_best_iou(B, KMeans(9, random_state=seed).fit(B).cluster_centers_)
+        iou = mean_best_iou(B, KMeans(9, random_state=seed, distance='iou').fit(B).cluster_centers_)
         assert iou > euc + 0.01, (seed, iou, euc)
 
 
 def test_kmeans_by_name():
     assert isinstance(get_distance('iou'), IoUDistance) and isinstance(get_distance('cosine'), CosineDistance)
     B = boxes(500)
-    km = KMeans(9, seed=0, distance='iou').fit(B)
-    ref = KMeans(9, seed=0, distance=IoUDistance()).fit(B)
+    km = KMeans(9, random_state=0, distance='iou').fit(B)
+    ref = KMeans(9, random_state=0, distance=IoUDistance()).fit(B)
     assert isinstance(km.distance_, IoUDistance) and torch.equal(km.labels_, ref.labels_)
     assert torch.equal(km.labels_, iou_distance(B, km.cluster_centers_).argmin(1))
     torch.testing.assert_close(km.inertia_, iou_distance(B, km.cluster_centers_).min(1).values.sum().item())
@@ -134,8 +135,8 @@ def direct_sq(x, c): return ((x[:, None] - c[None]) ** 2).sum(-1)        # (n, k
 def test_custom_squared_euclidean_equals_builtin():
     X = sample_blobs(6, 250, seed=42)[0].double()
     for seed in range(3):
-        ref = KMeans(6, seed=seed).fit(X)
-        km = KMeans(6, seed=seed, distance=FunctionDistance(direct_sq)).fit(X)       # same k-means++ draws
+        ref = KMeans(6, random_state=seed).fit(X)
+        km = KMeans(6, random_state=seed, distance=FunctionDistance(direct_sq)).fit(X)       # same k-means++ draws
         assert torch.equal(km.labels_, ref.labels_)
         torch.testing.assert_close(km.cluster_centers_, ref.cluster_centers_)
         torch.testing.assert_close(km.inertia_, ref.inertia_)
@@ -158,8 +159,8 @@ class Recording(Distance):
 def test_custom_distance_goes_through_the_chunked_path():
     X = sample_blobs(6, 250, seed=42)[0]
     full, small = Recording(), Recording()
-    a = KMeans(6, seed=0, distance=full).fit(X)
-    b = KMeans(6, seed=0, distance=small, memory_budget=2 * 6 * 4 * 100).fit(X)    # 100 rows per block
+    a = KMeans(6, random_state=0, distance=full).fit(X)
+    b = KMeans(6, random_state=0, distance=small, memory_budget=2 * 6 * 4 * 100).fit(X)    # 100 rows per block
     assert torch.equal(a.labels_, b.labels_)
     torch.testing.assert_close(a.cluster_centers_, b.cluster_centers_)
     assignment_blocks = [r for r in small.rows if r != len(X)]                      # k-means++ scores all X at once
@@ -167,8 +168,8 @@ def test_custom_distance_goes_through_the_chunked_path():
     assert max(r for r in full.rows) == len(X)
     # the built-in distances take the same path: identical results in small blocks
     for dist, data in (('cosine', rays()), ('iou', boxes(800))):
-        x = KMeans(5, seed=0, distance=dist).fit(data)
-        y = KMeans(5, seed=0, distance=dist, memory_budget=2 * 5 * 4 * 37).fit(data)
+        x = KMeans(5, random_state=0, distance=dist).fit(data)
+        y = KMeans(5, random_state=0, distance=dist, memory_budget=2 * 5 * 4 * 37).fit(data)
         assert torch.equal(x.labels_, y.labels_)
         torch.testing.assert_close(x.cluster_centers_, y.cluster_centers_)
 
@@ -184,7 +185,7 @@ def test_bad_custom_distance_names_itself(fn, what):
     X = sample_blobs(3, 50, seed=0)[0]
     for init in ('k-means++', 'forgy'):
         with pytest.raises(ValueError, match=f"'{fn.__name__}'.*{what}"):
-            KMeans(3, seed=0, init=init, distance=fn).fit(X)
+            KMeans(3, random_state=0, init=init, distance=fn).fit(X)
 
 
 def test_custom_subclass_with_median_centre():
@@ -196,7 +197,7 @@ def test_custom_subclass_with_median_centre():
             return torch.stack([X[labels == j].median(0).values if bool((labels == j).any()) else X.new_zeros(X.shape[1])
                                 for j in range(k)])
     X = sample_blobs(4, 100, seed=1)[0]
-    km = KMeans(4, seed=0, distance=Manhattan(), tol=0).fit(X)
+    km = KMeans(4, random_state=0, distance=Manhattan(), tol=0).fit(X)
     h = torch.tensor(km.inertia_history_)
     assert bool((h[1:] <= h[:-1] * (1 + 1e-6)).all())
     for j in range(4): torch.testing.assert_close(km.cluster_centers_[j], X[km.labels_ == j].median(0).values)
@@ -206,5 +207,5 @@ def test_custom_subclass_with_median_centre():
 def test_fit_does_not_modify_input():
     X, B = rays(), boxes(300)
     X0, B0 = X.clone(), B.clone()
-    KMeans(5, seed=0, distance='cosine').fit(X); KMeans(5, seed=0, distance='iou').fit(B)
+    KMeans(5, random_state=0, distance='cosine').fit(X); KMeans(5, random_state=0, distance='iou').fit(B)
     assert torch.equal(X, X0) and torch.equal(B, B0)

@@ -5,12 +5,13 @@
 # %% auto #0
 __all__ = ['CosineDistance', 'iou_distance', 'IoUDistance']
 
-# %% ../nbs/08_distances.ipynb #ca1b2592
+# %% ../nbs/08_distances.ipynb #4c78bdf8
 import torch
 import torch.nn.functional as F
-from .assignment import Distance, cluster_means, register_distance
+from .distances import Distance, register_distance
+from .update import cluster_means
 
-# %% ../nbs/08_distances.ipynb #8df40ce0
+# %% ../nbs/08_distances.ipynb #9c8e9aca
 class CosineDistance(Distance):
     """Cosine dissimilarity `1 - cos(x, c)` (0 same direction, 1 orthogonal, 2 opposite): spherical k-means.
     Points are assigned to the centre with the largest cosine similarity; a centre is the normalised mean of
@@ -28,15 +29,15 @@ class CosineDistance(Distance):
         s, idx = (F.normalize(x, dim=1) @ F.normalize(c, dim=1).T).max(1)           # (n,), (n,)
         return (1 - s).clamp_min_(0), idx
 
-    def centre(self, X, labels, k):
-        "Spherical k-means update: the normalised mean of the unit vectors of each cluster, (k, D)."
-        return F.normalize(cluster_means(F.normalize(X, dim=1), labels, k), dim=1)
+    def centre(self, X, labels, k, sample_weight=None):
+        "Spherical k-means update: the normalised (weighted) mean of the unit vectors of each cluster, (k, D)."
+        return F.normalize(cluster_means(F.normalize(X, dim=1), labels, k, sample_weight), dim=1)
 
     def tolerance_scale(self, X):
         "Centres live on the unit sphere: measure their shift against the spread of the unit vectors."
         return float(F.normalize(X, dim=1).var(0, unbiased=False).mean())
 
-# %% ../nbs/08_distances.ipynb #8f458b41
+# %% ../nbs/08_distances.ipynb #6a658b97
 def iou_distance(boxes, anchors):
     """`1 - IoU` of every box (n, 2) with every anchor (k, 2), both given as (w, h) and centred on each other: (n, k).
     Intersection `min(w1, w2) * min(h1, h2)`, union `w1 * h1 + w2 * h2 - intersection`."""
@@ -50,13 +51,13 @@ def iou_distance(boxes, anchors):
     union = w1 * h1 + w2 * h2 - inter                                       # (n, k)
     return 1 - inter / union
 
-# %% ../nbs/08_distances.ipynb #ebfcc253
+# %% ../nbs/08_distances.ipynb #92cad3e3
 class IoUDistance(Distance):
     """`1 - IoU` between boxes given as (w, h), for anchor-box clustering (YOLOv2). Centres are the mean
     (w, h) of their boxes; the inertia is the sum over boxes of `1 - IoU` with their anchor."""
     name, check_output = 'iou', False
     def pairwise(self, x, c): return iou_distance(x, c)
 
-# %% ../nbs/08_distances.ipynb #63aedcc5
+# %% ../nbs/08_distances.ipynb #30f64b38
 register_distance('cosine', CosineDistance)
 register_distance('iou', IoUDistance)
