@@ -329,7 +329,7 @@ class MeanShift(BaseEstimator):
     bandwidth : float, optional
         The kernel's scale: the Gaussian's standard deviation, or the radius of the flat and triangular kernels.
         By default `estimate_bandwidth(X)` (on at most 10,000 points). An estimate of 0 (more than 30% of the
-        points are duplicates) makes every distinct point a cluster, as in scikit-learn.
+        points are duplicates) makes every distinct point a cluster (seeds are then not used), as in scikit-learn.
     seeds : array-like of shape (n_seeds, n_features), optional
         Where the climbs start. By default every data point (or the bins of `bin_seeding`).
     bin_seeding : bool, default=False
