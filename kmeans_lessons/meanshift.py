@@ -81,6 +81,13 @@ def _shift(Y, X, bw, wfn, rows=None, memory_budget=None):
     return new, logd
 
 # %% ../nbs/07_meanshift.ipynb #25224c72
+def _lex_rank(Y):
+    "The rank (n,) of every row of `Y` (n, D) in lexicographic order, coordinates compared left to right."
+    if Y.shape[1] > 8: return torch.unique(Y, dim=0, return_inverse=True)[1]   # one sort of whole rows
+    order = torch.arange(Y.shape[0], device=Y.device)
+    for j in reversed(range(Y.shape[1])): order = order[Y[order, j].argsort(stable=True)]   # few columns: faster
+    return torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=Y.device))
+
 def _order(Y, logd, first):
     """The rows of `Y` in merge order: rows where `first` is True first, then the densest first. Log densities
     that agree to 1e-4 tie (the flat kernel's are exact counts); ties go to the larger coordinates, compared
@@ -91,7 +98,7 @@ def _order(Y, logd, first):
     tied = torch.zeros(Y.shape[0], dtype=torch.bool, device=Y.device)
     tied[order[1:][same]] = True; tied[order[:-1][same]] = True
     rank = torch.zeros(Y.shape[0], dtype=torch.long, device=Y.device)
-    if tied.any(): rank[tied] = torch.unique(Y[tied], dim=0, return_inverse=True)[1]   # lexicographic rank
+    if tied.any(): rank[tied] = _lex_rank(Y[tied])
     order = rank.argsort(descending=True, stable=True)
     order = order[key[order].argsort(descending=True, stable=True)]
     return order[(~first[order]).to(torch.int8).argsort(stable=True)]

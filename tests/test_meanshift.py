@@ -246,3 +246,10 @@ def test_verbose_says_how_climbs_ended(capsys, blobs):
     with pytest.warns(Warning):
         MeanShift(2.0, verbose=True, max_iter=1).fit(X)
     assert 'stopped at max_iter=1 with' in capsys.readouterr().out
+
+def test_lex_rank_both_paths_sort_rows_like_python():
+    from kmeans_lessons.meanshift import _lex_rank
+    Y = torch.randint(0, 3, (300, 3), generator=torch.Generator().manual_seed(0)).double()
+    ref = torch.tensor(sorted(Y.tolist()), dtype=torch.float64)
+    for Z in (Y, torch.cat([Y, torch.zeros(300, 7, dtype=torch.float64)], 1)):   # 3 columns: sorts; 10: unique
+        assert torch.equal(Z[_lex_rank(Z).argsort(stable=True)][:, :3], ref)
