@@ -4,13 +4,14 @@
 
 # %% auto #0
 __all__ = ['KMeans', 'kmeans', 'k_means', 'kmeans_plusplus', 'MeanShift', 'estimate_bandwidth', 'sq_dists', 'assign',
-           'cluster_means', 'update_centroids', 'lloyd', 'init_kmeans_plusplus', 'Distance', 'SqEuclidean',
-           'FunctionDistance', 'register_distance', 'get_distance', 'CosineDistance', 'IoUDistance', 'iou_distance',
-           'ConvergenceWarning', 'NotFittedError', 'InvalidParameterError', 'check_array', 'get_device', 'benchmark',
-           'peak_memory_mb', 'sample_blobs', 'plot_data', 'cluster_colors', 'animate_kmeans', 'animate_points',
-           'show_animation', 'save_animation', 'kmeans_explorer']
+           'cluster_means', 'update_centroids', 'lloyd', 'init_kmeans_plusplus', 'hamerly', 'yinyang', 'ALGORITHMS',
+           'choose_algorithm', 'Distance', 'SqEuclidean', 'FunctionDistance', 'register_distance', 'get_distance',
+           'CosineDistance', 'IoUDistance', 'iou_distance', 'ConvergenceWarning', 'NotFittedError',
+           'InvalidParameterError', 'check_array', 'get_device', 'benchmark', 'peak_memory_mb', 'sample_blobs',
+           'plot_data', 'cluster_colors', 'animate_kmeans', 'animate_points', 'show_animation', 'save_animation',
+           'kmeans_explorer']
 
-# %% ../nbs/index.ipynb #23a7139c
+# %% ../nbs/index.ipynb #d34b39ef
 __version__ = '0.1.0'   # the same as settings.ini's `version` (tests/test_package.py checks)
 import importlib
 from .validation import ConvergenceWarning, NotFittedError, InvalidParameterError, check_array, get_device
@@ -18,6 +19,7 @@ from .distances import sq_dists, Distance, SqEuclidean, FunctionDistance, regist
 from .assignment import assign
 from .update import cluster_means, update_centroids
 from .lloyd import lloyd, init_kmeans_plusplus
+from .bounds import hamerly, yinyang, ALGORITHMS, choose_algorithm
 from .estimators import KMeans, kmeans, k_means, kmeans_plusplus
 from .meanshift import MeanShift, estimate_bandwidth
 from .cosine_iou import CosineDistance, IoUDistance, iou_distance
@@ -35,7 +37,8 @@ def __getattr__(name):
 def __dir__(): return sorted(set(globals()) | set(_LAZY))
 
 _all_ = ['KMeans', 'kmeans', 'k_means', 'kmeans_plusplus', 'MeanShift', 'estimate_bandwidth', 'sq_dists', 'assign',
-         'cluster_means', 'update_centroids', 'lloyd', 'init_kmeans_plusplus', 'Distance', 'SqEuclidean',
+         'cluster_means', 'update_centroids', 'lloyd', 'init_kmeans_plusplus', 'hamerly', 'yinyang', 'ALGORITHMS',
+         'choose_algorithm', 'Distance', 'SqEuclidean',
          'FunctionDistance', 'register_distance', 'get_distance', 'CosineDistance', 'IoUDistance', 'iou_distance',
          'ConvergenceWarning', 'NotFittedError', 'InvalidParameterError', 'check_array', 'get_device', 'benchmark',
          'peak_memory_mb', 'sample_blobs', 'plot_data', 'cluster_colors', 'animate_kmeans', 'animate_points',

@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['KMeans', 'output_like', 'feature_names', 'BaseEstimator', 'document_init', 'k_means', 'kmeans', 'kmeans_plusplus']
 
-# %% ../nbs/91_estimators.ipynb #909fb13a
+# %% ../nbs/91_estimators.ipynb #21805575
 import inspect, sys, warnings
 import numpy as np
 import torch
@@ -12,9 +12,10 @@ from .validation import (convergence_warning, not_fitted, Interval, Options, val
                                        check_array, check_sample_weight, check_random_state, get_device, short_repr)
 from .distances import get_distance, SqEuclidean
 from .assignment import assign
-from .lloyd import INITS, lloyd, kmeans_plusplus_indices
+from .lloyd import INITS, kmeans_plusplus_indices
+from .bounds import ALGORITHMS, choose_algorithm
 
-# %% ../nbs/91_estimators.ipynb #5428f79e
+# %% ../nbs/91_estimators.ipynb #88122b54
 def output_like(X): # the caller's input: a tensor, or anything else (NumPy, list, DataFrame)
     "A function that converts a result tensor to the kind of `X`: NumPy for arrays and lists, or a tensor on X's device."
     if torch.is_tensor(X):
@@ -29,7 +30,7 @@ def feature_names(X): # the caller's input
     names = np.asarray(list(cols), dtype=object)
     return names if len(names) and all(isinstance(c, str) for c in names) else None
 
-# %% ../nbs/91_estimators.ipynb #1bf2628b
+# %% ../nbs/91_estimators.ipynb #f579f428
 class BaseEstimator:
     """scikit-learn's estimator protocol, without importing scikit-learn: `get_params`, `set_params`, a `repr` that
     shows what differs from the defaults, parameter validation from the class's `_constraints` table, and
@@ -88,7 +89,7 @@ class BaseEstimator:
         if names is not None and fitted is not None and not np.array_equal(names, fitted):
             raise ValueError(f"The feature names of X {list(names)} differ from those seen in fit {list(fitted)}")
 
-# %% ../nbs/91_estimators.ipynb #d9ae8fb0
+# %% ../nbs/91_estimators.ipynb #fe5277df
 def _n_init(n_init, init):
     if n_init != 'auto': return n_init
     return 1 if (isinstance(init, str) and init == 'k-means++') or not (isinstance(init, str) or callable(init)) else 10
@@ -116,8 +117,10 @@ class KMeans(BaseEstimator):
         Show progress bars (tqdm) for runs longer than a second, and how each run stopped.
     random_state : int, None, torch.Generator or NumPy random state, default=None
         Seeds every random choice (the initialisation); an int gives the same result every time.
-    algorithm : {'lloyd', 'auto'}, default='lloyd'
-        The iteration. 'auto' picks the fastest exact method ('lloyd' for now).
+    algorithm : {'auto', 'lloyd', 'hamerly', 'yinyang'}, default='auto'
+        The iteration. All give Lloyd's result exactly; 'hamerly' and 'yinyang' skip distances that the
+        triangle inequality proves unneeded (lesson 05b). 'auto' picks by the crossovers measured on a CPU
+        (`choose_algorithm`); weighted fits and distances other than Euclidean run 'lloyd'.
     device : str or torch.device, optional
         Where to compute ('cpu', 'cuda', 'cuda:1', 'mps' or 'auto'). By default, where the data are.
     distance : str, Distance or callable, default='euclidean'
@@ -149,7 +152,7 @@ class KMeans(BaseEstimator):
         'tol': [Interval('real', 0)],
         'verbose': ['boolean', Interval('int', 0)],
         'random_state': ['random_state'],
-        'algorithm': [Options('lloyd', 'auto')],
+        'algorithm': [Options('auto', *ALGORITHMS)],
         'device': [None, 'device'],
         'distance': [str, 'callable', object],
         'memory_budget': [None, Interval('int', 1)],
@@ -157,13 +160,13 @@ class KMeans(BaseEstimator):
     }
 
     def __init__(self, n_clusters=8, *, init='k-means++', n_init='auto', max_iter=300, tol=1e-4, verbose=False,
-                 random_state=None, algorithm='lloyd', device=None, distance='euclidean', memory_budget=None,
+                 random_state=None, algorithm='auto', device=None, distance='euclidean', memory_budget=None,
                  keep_history=True):
         self.n_clusters, self.init, self.n_init, self.max_iter, self.tol = n_clusters, init, n_init, max_iter, tol
         self.verbose, self.random_state, self.algorithm, self.device = verbose, random_state, algorithm, device
         self.distance, self.memory_budget, self.keep_history = distance, memory_budget, keep_history
 
-# %% ../nbs/91_estimators.ipynb #32136221
+# %% ../nbs/91_estimators.ipynb #cb375652
 def document_init(cls):
     "Give `cls.__init__` the 'Parameters' section of `cls`'s numpydoc docstring (for `show_doc`); returns `cls`."
     doc = inspect.cleandoc(cls.__doc__)
@@ -174,7 +177,7 @@ def document_init(cls):
 
 KMeans = document_init(KMeans)
 
-# %% ../nbs/91_estimators.ipynb #a7ab8762
+# %% ../nbs/91_estimators.ipynb #dc7396ff
 @patch
 def _check_init(self:KMeans, X, k, g, out):
     "The starting centres (k, D) for one run, in X's (centred) space."
@@ -212,6 +215,10 @@ def fit(self:KMeans, X, y=None, sample_weight=None):
     centre = isinstance(dist, SqEuclidean)                             # the expansion loses digits far out
     shift = X.mean(0) if centre else torch.zeros_like(X[0])            # (D,)
     Xc = X - shift if centre else X                                    # (N, D) a new tensor: X is never changed
+    name = self.algorithm
+    if name == 'auto': name = choose_algorithm(X.shape[0], X.shape[1], k, X.device)
+    if w is not None: name = 'lloyd'                                   # the bounds do not take weights
+    run = ALGORITHMS[name]
     best = None
     with dist.context():
         for _ in range(n_init):
@@ -221,15 +228,16 @@ def fit(self:KMeans, X, y=None, sample_weight=None):
                     C0 = INITS['k-means++'](Xc, k, g, dist, sample_weight=w_init, verbose=self.verbose)
                 else: C0 = INITS[self.init](Xc, k, g, dist, sample_weight=w_init)
             elif not callable(self.init): C0 = C0 - shift
-            res = lloyd(Xc, C0, dist, sample_weight=w, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
-                        memory_budget=self.memory_budget, keep_history=self.keep_history)
+            kw = dict(sample_weight=w) if w is not None else {}
+            res = run(Xc, C0, dist, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
+                      memory_budget=self.memory_budget, keep_history=self.keep_history, **kw)
             if best is None or res['inertia'] < best['inertia']: best = res
     self.cluster_centers_, self.labels_ = out(best['centres'] + shift), out(best['labels'])
     self.inertia_, self.n_iter_ = float(best['inertia']), best['n_iter']
     self._n_init = n_init                                              # runs made (scikit-learn's name)
     self.history_ = [out(c + shift) for c in best['history']]
     self.inertia_history_ = best['inertias'].tolist()
-    self.n_features_in_, self.distance_ = X.shape[1], dist
+    self.n_features_in_, self.distance_, self.algorithm_ = X.shape[1], dist, name
     if names is not None: self.feature_names_in_ = names
     elif hasattr(self, 'feature_names_in_'): del self.feature_names_in_
     n_distinct = int(torch.unique(best['labels']).numel())
@@ -238,7 +246,7 @@ def fit(self:KMeans, X, y=None, sample_weight=None):
                       "X probably has fewer than n_clusters distinct points", convergence_warning())
     return self
 
-# %% ../nbs/91_estimators.ipynb #b4a7221d
+# %% ../nbs/91_estimators.ipynb #fb908526
 @patch
 def _prepare(self:KMeans, X):
     "Fitted centres as a tensor, and `X` checked and moved to their device and dtype."
@@ -285,7 +293,7 @@ def score(self:KMeans, X, y=None, sample_weight=None):
     w = check_sample_weight(sample_weight, Xt)
     return -float(d.sum() if w is None else d @ w)
 
-# %% ../nbs/91_estimators.ipynb #3b855093
+# %% ../nbs/91_estimators.ipynb #fc2a8d0e
 @patch
 def get_feature_names_out(self:KMeans, input_features=None):
     "Names of the `transform` columns: kmeans0, kmeans1, ..."
@@ -317,7 +325,7 @@ def _wrap_output(self:KMeans, Y, X):
     import polars as pl
     return pl.DataFrame(Y, schema=list(self.get_feature_names_out()))
 
-# %% ../nbs/91_estimators.ipynb #56685eb0
+# %% ../nbs/91_estimators.ipynb #cbb7c73d
 def k_means(X,                   # data (N, D): tensor, NumPy array, list or DataFrame
             n_clusters,          # k
             *,

@@ -1,0 +1,220 @@
+"""Distributed k-means on torch.distributed (gloo, CPU), checked against one process's `KMeans`.
+
+Every multi-process run is a set of subprocesses with a hard time limit: a hang fails the test, it never blocks it.
+The ranks run tests/dist_worker.py; each saves what it saw, and the test compares."""
+import os, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+
+from kmeans_lessons.estimators import KMeans
+from kmeans_lessons.data import sample_blobs
+from kmeans_lessons.distributed import distributed_fit, distributed_lloyd, main as fit_main
+from kmeans_lessons.streaming import Rows
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dist_worker import K, SIZES, data, inits                          # noqa: E402
+
+WORKER = Path(__file__).parent / 'dist_worker.py'
+LIMIT = 150   # seconds for a whole multi-process run: ample on a loaded 2-core machine; a hang fails
+
+
+def launch(scenario, W, tmp_path):
+    "Run W ranks of `scenario`; kill them all and fail if they take longer than LIMIT. Returns (codes, logs, results)."
+    env = dict(os.environ, WORLD_SIZE=str(W), OMP_NUM_THREADS='1')
+    logs = [open(tmp_path / f'log{r}', 'w+') for r in range(W)]
+    procs = [subprocess.Popen([sys.executable, str(WORKER), scenario, str(tmp_path / 'rdv'), str(tmp_path)],
+                              env=dict(env, RANK=str(r)), stdout=logs[r], stderr=subprocess.STDOUT)
+             for r in range(W)]
+    deadline = time.monotonic() + LIMIT
+    try:
+        for p in procs: p.wait(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        for p in procs: p.kill()
+        pytest.fail(f"{scenario} with {W} processes hung (> {LIMIT} s)")
+    texts = []
+    for f in logs:
+        f.seek(0); texts.append(f.read()); f.close()
+    res = [torch.load(tmp_path / f'rank{r}.pt', weights_only=False) if (tmp_path / f'rank{r}.pt').exists() else None
+           for r in range(W)]
+    return [p.returncode for p in procs], texts, res
+
+
+@pytest.fixture(scope='module')
+def reference():
+    "One process's fits of the same data, from the same inits (and k-means++ from the same seed)."
+    X = data()
+    ref = {name: KMeans(K, init=C).fit(X) for name, C in inits(X).items()}
+    ref['kmeans++'] = KMeans(K, random_state=3).fit(X)
+    return ref
+
+
+@pytest.mark.parametrize('W', [2, 3])
+def test_ranks_give_the_single_process_fit(W, tmp_path, reference):
+    t = time.monotonic()
+    codes, logs, R = launch('all' if W == 2 else 'all+die', W, tmp_path)
+    if W == 3:   # at the end rank 1 died in the middle of a fit (os._exit): the others raised at once, no hang
+        assert codes == [0, 3, 0], logs
+        for r in (0, 2): assert R[r]['die']['error'] is not None and R[r]['die']['seconds'] < 30, R[r]['die']
+        assert time.monotonic() - t < LIMIT
+    else: assert codes == [0] * W, logs
+    for key in R[0]:
+        if key.startswith('error/') or key == 'die': continue
+        name = key.split('/')[0]
+        km = reference['explicit' if name in ('streamed', 'after_errors') else name]
+        labels = torch.cat([R[r][key]['labels'].long() for r in range(W)])             # ranks hold slices, in order
+        assert torch.equal(labels, km.labels_), key
+        for r in range(W): assert torch.equal(R[r][key]['centres'], R[0][key]['centres']), (key, r)
+        torch.testing.assert_close(R[0][key]['centres'], km.cluster_centers_, rtol=0, atol=1e-10)
+        if 'n_iter' in R[0][key]:
+            assert R[0][key]['n_iter'] == km.n_iter_, key
+            assert R[0][key]['inertia'] == pytest.approx(km.inertia_, rel=1e-12), key
+    # the runs covered what they claim: uneven shards, a rank with fewer points than k, a rank with none, empties
+    assert min(SIZES[W][0]) < K and any(0 in s for s in SIZES[3])
+    from kmeans_lessons.assignment import assign
+    X = data()
+    assert int((torch.bincount(assign(X, inits(X)['empty'])[0], minlength=K) == 0).sum()) == 2
+    assert int((R[0]['empty/0']['counts'] == 0).sum()) == 0
+    # bad input on one rank, or ranks that disagree: the same clear error on every rank, at once
+    msgs = {k: [R[r][k] for r in range(W)] for k in R[0] if k.startswith('error/')}
+    for k, each in msgs.items():
+        assert all(e is not None for e in each), k
+        assert all(e[2] < 10 for e in each), (k, [e[2] for e in each])                # seconds: no waiting
+    for name in ('n_features', 'n_clusters', 'max_iter'):
+        for typ, msg, _ in msgs[f'error/{name}']:
+            assert typ == 'ValueError' and f"ranks disagree on {name}" in msg, msg
+    assert 'rank 2 has 3' in msgs['error/n_features'][0][1] if W == 3 else 'rank 1 has 3' in msgs['error/n_features'][0][1]
+    for r, (typ, msg, _) in enumerate(msgs['error/nan']):
+        assert typ == 'ValueError' and 'NaN or inf' in msg
+        assert (r == 1) == ('rank 1 of' not in msg)                    # others name the rank that failed
+    for r, (typ, msg, _) in enumerate(msgs['error/bad_type']):
+        assert typ == 'ValueError' and '.npy' in msg
+    for r, (typ, msg, _) in enumerate(msgs['error/raises']):
+        assert typ == 'RuntimeError' and f'boom on rank {W - 1}' in msg
+
+
+# ---------------------------------------------------------------- one process: the same code, no group
+
+def test_one_process_equals_kmeans():
+    X, _, _ = sample_blobs(5, 200, 3, box=5.0, var=3.0, seed=4, dtype=torch.float64)
+    X = X + 1000                                                       # far from the origin: centring matters
+    for seed in (0, 1):
+        km, r = KMeans(5, random_state=seed).fit(X), distributed_fit(X, 5, seed=seed)
+        assert torch.equal(r['labels'], km.labels_) and r['n_iter'] == km.n_iter_
+        torch.testing.assert_close(r['centres'], km.cluster_centers_, rtol=0, atol=1e-9)
+        assert r['inertia'] == pytest.approx(km.inertia_, rel=1e-10)
+        assert r['counts'].tolist() == torch.bincount(km.labels_, minlength=5).tolist()
+
+
+def test_distributed_lloyd_matches_lloyd():
+    from kmeans_lessons.lloyd import lloyd
+    X = data()
+    C0 = inits(X)['empty']
+    a, b = lloyd(X, C0, tol=1e-8), distributed_lloyd(X, C0, tol=1e-8)
+    assert set(a) <= set(b) and a['n_iter'] == b['n_iter'] and torch.equal(a['labels'], b['labels'])
+    torch.testing.assert_close(b['centres'], a['centres'], rtol=0, atol=1e-10)
+    torch.testing.assert_close(b['inertias'], a['inertias'].double(), rtol=1e-12, atol=0)
+    assert len(b['history']) == len(a['history'])
+
+
+def test_streamed_equals_in_memory(tmp_path):
+    X = data().float()
+    np.save(tmp_path / 'X.npy', X.numpy())
+    C0 = inits(X)['empty']
+    mem = distributed_fit(X, K, init=C0)
+    for src in (tmp_path / 'X.npy', np.load(tmp_path / 'X.npy', mmap_mode='r')):
+        r = distributed_fit(src, K, init=C0, block_bytes=5000)        # many small blocks
+        assert r['labels'].dtype == torch.uint8                        # compact labels when streamed
+        assert torch.equal(r['labels'].long(), mem['labels']) and r['n_iter'] == mem['n_iter']
+        torch.testing.assert_close(r['centres'], mem['centres'])
+
+
+def test_float32_far_from_origin_matches_float64():
+    X, _, _ = sample_blobs(4, 300, 2, seed=5, dtype=torch.float64)
+    X = X + 1e4
+    r32, r64 = distributed_fit(X.float(), 4, seed=0), distributed_fit(X, 4, seed=0)
+    assert torch.equal(r32['labels'], r64['labels'])
+
+
+@pytest.mark.parametrize('bad, kind, match', [
+    (np.zeros((10, 3), dtype=np.complex64), TypeError, 'complex64'),
+    (np.array(['a', 'b']).reshape(2, 1), TypeError, 'real numbers'),
+    (np.zeros((10, 2, 2), dtype=np.float32), ValueError, '2-D'),
+    (np.zeros(10, dtype=np.float32), ValueError, 'reshape'),
+    (np.zeros((10, 0), dtype=np.float32), ValueError, 'no features'),
+])
+def test_wrong_memmaps_are_refused(tmp_path, bad, kind, match):
+    path = tmp_path / 'bad.npy'
+    np.save(path, bad)
+    with pytest.raises(kind, match=match):
+        distributed_fit(np.load(path, mmap_mode='r'), 2)
+    with pytest.raises(kind, match=match):
+        distributed_fit(path, 2)
+
+
+def test_bad_files_are_refused(tmp_path):
+    with pytest.raises(ValueError, match='not found'): distributed_fit(tmp_path / 'missing.npy', 2)
+    with pytest.raises(ValueError, match='.npy file'): distributed_fit(tmp_path / 'x.csv', 2)
+    np.save(tmp_path / 'x.npy', np.zeros((100, 4), np.float32))
+    raw = (tmp_path / 'x.npy').read_bytes()
+    (tmp_path / 'short.npy').write_bytes(raw[:-80])                   # the header promises more rows than there are
+    with pytest.raises(ValueError, match='not a readable .npy'): distributed_fit(tmp_path / 'short.npy', 2)
+    mm = np.memmap(tmp_path / 'x.npy', dtype=np.float32, mode='r', offset=128, shape=(100, 4))
+    mm_nan = np.lib.format.open_memmap(tmp_path / 'nan.npy', 'w+', np.float32, (50, 3))
+    mm_nan[:] = 1; mm_nan[17, 2] = np.inf; mm_nan.flush()
+    with pytest.raises(ValueError, match=r'NaN or inf \(1 value in rows'): distributed_fit(tmp_path / 'nan.npy', 2)
+    with pytest.raises(ValueError, match='n_samples=100 .* n_clusters=101'): distributed_fit(mm, 101)
+
+
+def test_bad_parameters():
+    X = torch.randn(50, 2)
+    with pytest.raises(ValueError, match='init must be one of'): distributed_fit(X, 3, init='kmeans')
+    with pytest.raises(ValueError, match=r'expected \(3, 2\)'): distributed_fit(X, 3, init=torch.zeros(2, 2))
+    with pytest.raises(TypeError, match='n_clusters must be an int'): distributed_fit(X, 2.5)
+    with pytest.raises(ValueError, match='max_iter must be >= 1'): distributed_fit(X, 2, max_iter=0)
+    with pytest.raises(ValueError, match='own centre'): distributed_fit(X, 2, distance='cosine')
+    with pytest.raises(ValueError, match='not initialised'): distributed_fit(X, 2, process_group=object())
+
+
+def test_rows_never_copy_or_change_the_callers_data():
+    X = torch.randn(100, 3)
+    before = X.clone()
+    distributed_fit(X, 3, seed=0)
+    assert torch.equal(X, before)
+    a = np.random.default_rng(0).random((100, 3))
+    assert Rows(a).data.data_ptr() == a.__array_interface__['data'][0]   # wrapped, not copied
+
+
+# ---------------------------------------------------------------- the fit command
+
+def test_fit_command_alone(tmp_path, capsys):
+    X, _, _ = sample_blobs(4, 100, 3, seed=6)
+    np.save(tmp_path / 'X.npy', X.numpy())
+    out, lab = tmp_path / 'c.npy', tmp_path / 'l.npy'
+    assert fit_main(['fit', str(tmp_path / 'X.npy'), '--k', '4', '--out', str(out), '--labels', str(lab)]) == 0
+    km = KMeans(4, random_state=0).fit(X)
+    r = distributed_fit(tmp_path / 'X.npy', 4, seed=0)
+    np.testing.assert_allclose(np.load(out), r['centres'].numpy())
+    assert np.array_equal(np.load(lab), r['labels'].numpy()) and abs(r['inertia'] - km.inertia_) < 1e-3 * km.inertia_
+    assert 'wrote' in capsys.readouterr().out
+    for args, msg in [(['--k', '0'], '--k must be >= 1'), (['--k', '2', '--out', 'c.txt'], 'must end in .npy'),
+                      (['--k', '500'], 'n_clusters=500')]:
+        argv = ['fit', str(tmp_path / 'X.npy'), '--out', str(out)] + args
+        with pytest.raises(SystemExit) as e: fit_main(argv)
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_fit_command_under_torchrun(tmp_path):
+    X, _, _ = sample_blobs(5, 300, 4, seed=7)
+    np.save(tmp_path / 'X.npy', X.numpy())
+    out, lab = tmp_path / 'c.npy', tmp_path / 'l.npy'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+           '-m', 'kmeans_lessons.distributed', 'fit', str(tmp_path / 'X.npy'), '--k', '5', '--out', str(out),
+           '--labels', str(lab), '--verbose']
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=LIMIT, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count('wrote') == 1 and r.stdout.count('iteration    1') == 1     # rank 0 reports, once
+    one = distributed_fit(tmp_path / 'X.npy', 5, seed=0)              # the same job in one process
+    np.testing.assert_allclose(np.load(out), one['centres'].numpy(), rtol=0, atol=1e-4)
+    assert np.array_equal(np.load(lab), one['labels'].numpy())
