@@ -8,7 +8,7 @@ import inspect, sys, warnings
 import numpy as np
 import torch
 from fastcore.basics import patch
-from .validation import (ConvergenceWarning, not_fitted, Interval, Options, validate_params,
+from .validation import (convergence_warning, not_fitted, Interval, Options, validate_params,
                                        check_array, check_sample_weight, check_random_state, get_device, short_repr)
 from .distances import get_distance, SqEuclidean
 from .assignment import assign
@@ -204,6 +204,7 @@ def fit(self:KMeans, X, y=None, sample_weight=None):
     k = self.n_clusters
     if X.shape[0] < k: raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}.")
     w = check_sample_weight(sample_weight, X)
+    w_init = None if w is None or bool((w == w[0]).all()) else w      # equal weights draw as no weights
     dist, g = get_distance(self.distance), check_random_state(self.random_state)
     n_init = _n_init(self.n_init, self.init)
     if not isinstance(self.init, str) and not callable(self.init) and n_init != 1:
@@ -224,8 +225,8 @@ def fit(self:KMeans, X, y=None, sample_weight=None):
             C0 = self._check_init(Xc, k, g, out)
             if C0 is None:
                 if self.init == 'k-means++':
-                    C0 = INITS['k-means++'](Xc, k, g, dist, sample_weight=w, verbose=self.verbose)
-                else: C0 = INITS[self.init](Xc, k, g, dist, sample_weight=w)
+                    C0 = INITS['k-means++'](Xc, k, g, dist, sample_weight=w_init, verbose=self.verbose)
+                else: C0 = INITS[self.init](Xc, k, g, dist, sample_weight=w_init)
             elif not callable(self.init): C0 = C0 - shift
             kw = dict(sample_weight=w) if w is not None else {}
             res = run(Xc, C0, dist, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
@@ -233,6 +234,7 @@ def fit(self:KMeans, X, y=None, sample_weight=None):
             if best is None or res['inertia'] < best['inertia']: best = res
     self.cluster_centers_, self.labels_ = out(best['centres'] + shift), out(best['labels'])
     self.inertia_, self.n_iter_ = float(best['inertia']), best['n_iter']
+    self._n_init = n_init                                              # runs made (scikit-learn's name)
     self.history_ = [out(c + shift) for c in best['history']]
     self.inertia_history_ = best['inertias'].tolist()
     self.n_features_in_, self.distance_, self.algorithm_ = X.shape[1], dist, name
@@ -241,7 +243,7 @@ def fit(self:KMeans, X, y=None, sample_weight=None):
     n_distinct = int(torch.unique(best['labels']).numel())
     if n_distinct < k:
         warnings.warn(f"found {n_distinct} distinct clusters, fewer than n_clusters={k}: "
-                      "X probably has fewer than n_clusters distinct points", ConvergenceWarning)
+                      "X probably has fewer than n_clusters distinct points", convergence_warning())
     return self
 
 # %% ../nbs/91_estimators.ipynb #fb908526
@@ -351,14 +353,18 @@ def kmeans_plusplus(X,                    # data (N, D)
                     random_state=None,    # int, None, torch.Generator or NumPy random state
                     n_local_trials=None): # candidates per seed (default 2 + floor(ln k))
     """scikit-learn's `kmeans_plusplus`: greedy k-means++ seeds `(centers (k, D), indices (k,))`, in the kind of
-    `X`. `x_squared_norms` is accepted for compatibility and ignored."""
+    `X`. `x_squared_norms` is accepted for compatibility (its length is checked) and ignored."""
     out = output_like(X)
     Xt = check_array(X)
     validate_params({'n_clusters': [Interval('int', 1)], 'n_local_trials': [None, Interval('int', 1)]},
                     dict(n_clusters=n_clusters, n_local_trials=n_local_trials), 'kmeans_plusplus')
     if Xt.shape[0] < n_clusters:
         raise ValueError(f"n_samples={Xt.shape[0]} should be >= n_clusters={n_clusters}.")
+    if x_squared_norms is not None and len(x_squared_norms) != Xt.shape[0]:
+        raise ValueError(f"The length of x_squared_norms ({len(x_squared_norms)}) should be equal to the "
+                         f"length of n_samples ({Xt.shape[0]}).")
     w = check_sample_weight(sample_weight, Xt)
+    w = None if w is None or bool((w == w[0]).all()) else w            # equal weights draw as no weights
     idx = kmeans_plusplus_indices(Xt - Xt.mean(0), n_clusters, check_random_state(random_state),
                                   n_local_trials=n_local_trials, sample_weight=w)   # centred: exact far out
     return out(Xt[idx]), out(idx)
