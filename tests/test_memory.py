@@ -12,7 +12,7 @@ def _peak_rss_mb(code):
     return [float(v) for v in out]
 
 
-def test_seed000_scale_two_iterations_under_2gb():
+def test_two_million_points_2000_centres_two_iterations_under_2gb():
     # N=2e6, D=2, K=2000: the distance matrix alone would be 2e6 * 2000 * 4 B = 16 GB.
     code = """
 import torch
