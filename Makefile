@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kmeans_lessons_installed
 
-.PHONY: lab test setup export sync bench bench-meanshift docs-html
+.PHONY: lab test setup export sync bench bench-bounds bench-meanshift docs-html
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ sync: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_kmeans.py --growth
+
+# Bound-based k-means (lesson 05b) against scikit-learn (lloyd, elkan) and faiss; several minutes.
+bench-bounds: $(STAMP)
+	$(BIN)/python benchmarks/bench_bounds.py
 
 bench-meanshift: $(STAMP)
 	$(BIN)/python benchmarks/bench_meanshift.py

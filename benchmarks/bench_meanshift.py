@@ -1,6 +1,6 @@
 """Mean shift, side by side in one process (the N=200,000 case in a child process, to measure its peak memory).
 
-1. per-point loop vs batched `meanshift_step` on seed 003's 1,500 points (5 blurring steps, Gaussian, bandwidth 2.5);
+1. per-point loop vs batched `meanshift_step` on the course's 1,500 blob points (fastai's lesson 12 notebook's setup) (5 blurring steps, Gaussian, bandwidth 2.5);
 2. 10,000 2-D points, same bandwidth and kernel (flat), ours vs `sklearn.cluster.MeanShift`: time, clusters, ARI;
 3. the nearest-neighbour variant (n_neighbors=100) on 200,000 2-D points on CPU: time and peak RSS;
 4. on a GPU, when there is one: N=100,000, full and nearest-neighbour.

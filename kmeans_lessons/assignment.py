@@ -9,21 +9,23 @@ __all__ = ['DEFAULT_MEMORY_BUDGET', 'CPU_MAX_CHUNK', 'CPU_BLOCK_BYTES', 'chunk_r
 import torch
 from .distances import get_distance
 
-# %% ../nbs/02_assignment.ipynb #68215858
+# %% ../nbs/02_assignment.ipynb #0767138d
 DEFAULT_MEMORY_BUDGET = 256 * 2**20   # bytes of scratch memory for one block of distances
 CPU_MAX_CHUNK = 2048                  # on the CPU, blocks are at least this many rows...
 CPU_BLOCK_BYTES = 4 * 2**20           # ...and otherwise about this big: they stay in cache
 
 def chunk_rows(n_rows, n_cols, itemsize=4, memory_budget=None, device='cpu'):
-    "Rows per block so that a (rows, n_cols) block, and one temporary like it, fit in `memory_budget` bytes."
+    """Rows per block so that a (rows, n_cols) block, and one temporary like it, fit in
+    `memory_budget` bytes."""
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     if budget <= 0: raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget!r}")
     n_cols = max(1, n_cols)
     rows = max(1, budget // (2 * n_cols * itemsize))
-    if torch.device(device).type == 'cpu': rows = min(rows, max(CPU_MAX_CHUNK, CPU_BLOCK_BYTES // (n_cols * itemsize)))
+    if torch.device(device).type == 'cpu':
+        rows = min(rows, max(CPU_MAX_CHUNK, CPU_BLOCK_BYTES // (n_cols * itemsize)))
     return int(min(rows, max(1, n_rows)))
 
-# %% ../nbs/02_assignment.ipynb #edee3cfa
+# %% ../nbs/02_assignment.ipynb #03ccdddf
 def assign(X, C, distance=None, *, chunk_size=None, memory_budget=None):
     """Nearest centre for every row of `X` (N, D) among `C` (k, D), block by block so the (N, k)
     distance matrix never exists. Returns `(labels (N,), dists (N,))`."""
@@ -31,7 +33,8 @@ def assign(X, C, distance=None, *, chunk_size=None, memory_budget=None):
     if X.ndim != 2 or C.ndim != 2 or X.shape[1] != C.shape[1]:
         raise ValueError(f"X (N, D) and C (k, D) must be 2-D with the same D; "
                          f"got {tuple(X.shape)} and {tuple(C.shape)}")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+    bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    if chunk_size is not None and bad_chunk:
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     N, k = X.shape[0], C.shape[0]
     rows = chunk_size or chunk_rows(N, k, X.element_size(), memory_budget, X.device)
@@ -39,5 +42,5 @@ def assign(X, C, distance=None, *, chunk_size=None, memory_budget=None):
     dists = torch.empty(N, dtype=X.dtype, device=X.device)
     with dist.context():
         for s in range(0, N, rows):
-            dists[s:s + rows], labels[s:s + rows] = dist.nearest(X[s:s + rows], C)   # (rows,), (rows,)
+            dists[s:s + rows], labels[s:s + rows] = dist.nearest(X[s:s + rows], C)   # (rows,) each
     return labels, dists

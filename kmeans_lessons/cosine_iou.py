@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from .distances import Distance, register_distance
 from .update import cluster_means
 
-# %% ../nbs/08_distances.ipynb #9c8e9aca
+# %% ../nbs/08_distances.ipynb #07feadc3
 class CosineDistance(Distance):
-    """Cosine dissimilarity `1 - cos(x, c)` (0 same direction, 1 orthogonal, 2 opposite): spherical k-means.
-    Points are assigned to the centre with the largest cosine similarity; a centre is the normalised mean of
-    its points' unit vectors, so `cluster_centers_` are unit vectors. The inertia is the sum over points of
-    `1 - cos` to the assigned centre. The length of a point is ignored; a zero point has cosine 0 with
-    every centre (distance 1)."""
+    """Cosine dissimilarity `1 - cos(x, c)` (0 same direction, 1 orthogonal, 2 opposite): spherical
+    k-means. Points are assigned to the centre with the largest cosine similarity; a centre is
+    the normalised mean of its points' unit vectors, so `cluster_centers_` are unit vectors. The
+    inertia is the sum over points of `1 - cos` to the assigned centre. The length of a point is
+    ignored; a zero point has cosine 0 with every centre (distance 1)."""
     name, check_output = 'cosine', False
 
     def pairwise(self, x, c):
@@ -30,31 +30,37 @@ class CosineDistance(Distance):
         return (1 - s).clamp_min_(0), idx
 
     def centre(self, X, labels, k, sample_weight=None):
-        "Spherical k-means update: the normalised (weighted) mean of the unit vectors of each cluster, (k, D)."
-        return F.normalize(cluster_means(F.normalize(X, dim=1), labels, k, sample_weight), dim=1)
+        "Spherical k-means update: each cluster's normalised (weighted) mean unit vector, (k, D)."
+        means = cluster_means(F.normalize(X, dim=1), labels, k, sample_weight)       # (k, D)
+        return F.normalize(means, dim=1)
 
     def tolerance_scale(self, X):
-        "Centres live on the unit sphere: measure their shift against the spread of the unit vectors."
+        "Centres live on the unit sphere: measure their shift against the unit vectors' spread."
         return float(F.normalize(X, dim=1).var(0, unbiased=False).mean())
 
-# %% ../nbs/08_distances.ipynb #6a658b97
+# %% ../nbs/08_distances.ipynb #b2e9313c
 def iou_distance(boxes, anchors):
-    """`1 - IoU` of every box (n, 2) with every anchor (k, 2), both given as (w, h) and centred on each other: (n, k).
-    Intersection `min(w1, w2) * min(h1, h2)`, union `w1 * h1 + w2 * h2 - intersection`."""
+    """`1 - IoU` of every box (n, 2) with every anchor (k, 2), both given as (w, h) and centred on
+    each other: (n, k). Intersection `min(w1, w2) * min(h1, h2)`, union
+    `w1 * h1 + w2 * h2 - intersection`."""
     for t, name in ((boxes, 'boxes'), (anchors, 'anchors')):
         if t.ndim != 2 or t.shape[1] != 2:
-            raise ValueError(f"iou_distance needs {name} as (w, h) rows, shape (n, 2); got shape {tuple(t.shape)}")
-        if not bool((t > 0).all()): raise ValueError(f"iou_distance needs positive widths and heights; {name} has values <= 0")
+            raise ValueError(f"iou_distance needs {name} as (w, h) rows, shape (n, 2); "
+                             f"got shape {tuple(t.shape)}")
+        if not bool((t > 0).all()):
+            raise ValueError(f"iou_distance needs positive widths and heights; "
+                             f"{name} has values <= 0")
     w1, h1 = boxes[:, :1], boxes[:, 1:]                                     # (n, 1)
     w2, h2 = anchors[:, 0], anchors[:, 1]                                   # (k,)
     inter = torch.minimum(w1, w2) * torch.minimum(h1, h2)                   # (n, k)
     union = w1 * h1 + w2 * h2 - inter                                       # (n, k)
     return 1 - inter / union
 
-# %% ../nbs/08_distances.ipynb #92cad3e3
+# %% ../nbs/08_distances.ipynb #b3357fc9
 class IoUDistance(Distance):
-    """`1 - IoU` between boxes given as (w, h), for anchor-box clustering (YOLOv2). Centres are the mean
-    (w, h) of their boxes; the inertia is the sum over boxes of `1 - IoU` with their anchor."""
+    """`1 - IoU` between boxes given as (w, h), for anchor-box clustering (YOLOv2). Centres are
+    the mean (w, h) of their boxes; the inertia is the sum over boxes of `1 - IoU` with their
+    anchor."""
     name, check_output = 'iou', False
     def pairwise(self, x, c): return iou_distance(x, c)
 

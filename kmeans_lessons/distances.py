@@ -11,22 +11,23 @@ from contextlib import contextmanager, nullcontext
 import torch
 from .update import cluster_means
 
-# %% ../nbs/01_distances.ipynb #010e3828
+# %% ../nbs/01_distances.ipynb #e3e6b9a0
 def sq_dists(x, c):
-    "Squared Euclidean distances between the rows of `x` (n, D) and `c` (k, D), shape (n, k): the expansion, clamped at 0."
+    """Squared Euclidean distances between the rows of `x` (n, D) and `c` (k, D), shape (n, k):
+    the expansion, clamped at 0."""
     xx = (x * x).sum(1, keepdim=True)                             # (n, 1)
     cc = (c * c).sum(1)                                           # (k,)
     return torch.addmm(xx + cc, x, c.T, alpha=-2).clamp_min_(0)   # (n, k)
 
-# %% ../nbs/01_distances.ipynb #bb79c1cb
+# %% ../nbs/01_distances.ipynb #588535cf
 class Distance:
-    """A dissimilarity for k-means. Subclass it and define `pairwise(x, c) -> (n, k)`; optionally override
-    `centre(X, labels, k, sample_weight=None)` (the default is the mean of each cluster)."""
+    """A dissimilarity for k-means. Subclass it and define `pairwise(x, c) -> (n, k)`; optionally
+    override `centre(X, labels, k, sample_weight=None)` (the default: each cluster's mean)."""
     name = 'custom'
     check_output = True   # validate what `pairwise` returns (built-in distances switch this off)
 
     def pairwise(self, x, c):
-        "Dissimilarities of points `x` (n, D) to centres `c` (k, D), shape (n, k), finite and >= 0."
+        "Dissimilarities of points `x` (n, D) to centres `c` (k, D): (n, k), finite and >= 0."
         raise NotImplementedError(f"{type(self).__name__} must define pairwise(x, c)")
 
     def nearest(self, x, c):
@@ -36,7 +37,7 @@ class Distance:
         return d.min(1)
 
     def centre(self, X, labels, k, sample_weight=None):
-        "New centres (k, D) from points, labels and optional weights; rows of empty clusters are ignored."
+        "New centres (k, D) from points, labels and weights; rows of empty clusters are ignored."
         return cluster_means(X, labels, k, sample_weight)
 
     def tolerance_scale(self, X):
@@ -44,35 +45,38 @@ class Distance:
         return float(X.var(0, unbiased=False).mean())
 
     def context(self):
-        "A context manager for the global torch settings this distance needs; entered once per fit."
+        "A context manager for the global torch settings this distance needs; entered once a fit."
         return nullcontext()
 
     def check(self, d, x, c):
-        "Raise a `ValueError` naming this distance if `d` is not a finite, non-negative (n, k) tensor."
+        "Raise a `ValueError` naming this distance unless `d` is a finite, non-negative (n, k)."
         n, k = x.shape[0], c.shape[0]
         if not torch.is_tensor(d) or tuple(d.shape) != (n, k):
             shape = tuple(d.shape) if torch.is_tensor(d) else type(d).__name__
-            raise ValueError(f"distance {self.name!r} returned {shape} for {n} points and {k} centres; "
-                             f"expected ({n}, {k})")
-        if not torch.isfinite(d).all(): raise ValueError(f"distance {self.name!r} returned NaN or inf values")
+            raise ValueError(f"distance {self.name!r} returned {shape} for {n} points and {k} "
+                             f"centres; expected ({n}, {k})")
+        if not torch.isfinite(d).all():
+            raise ValueError(f"distance {self.name!r} returned NaN or inf values")
         if (d < 0).any():
-            raise ValueError(f"distance {self.name!r} returned negative values (min {d.min().item():.3g})")
+            raise ValueError(f"distance {self.name!r} returned negative values "
+                             f"(min {d.min().item():.3g})")
 
     def __repr__(self): return f"{type(self).__name__}()"
 
-# %% ../nbs/01_distances.ipynb #5fa84fc9
+# %% ../nbs/01_distances.ipynb #b2805f51
 @contextmanager
 def cuda_matmul_tf32(enabled):
-    "Set `torch.backends.cuda.matmul.allow_tf32` inside the block, and put the old value back afterwards."
+    "Set `torch.backends.cuda.matmul.allow_tf32` inside the block; put the old value back after."
     old = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = enabled
     try: yield
     finally: torch.backends.cuda.matmul.allow_tf32 = old
 
-# %% ../nbs/01_distances.ipynb #4a512de1
+# %% ../nbs/01_distances.ipynb #e14f5fa9
 class SqEuclidean(Distance):
-    """Squared Euclidean distance, the one k-means minimises. `nearest` skips the ||x||^2 term for the argmin.
-    `precision='tf32'` (CUDA) or `'bf16'` opts in to faster, rounded matrix multiplies (lesson 05)."""
+    """Squared Euclidean distance, the one k-means minimises. `nearest` skips the ||x||^2 term
+    for the argmin. `precision='tf32'` (CUDA) or `'bf16'` opts in to faster, rounded matrix
+    multiplies (lesson 05)."""
     name, check_output = 'euclidean', False
     def __init__(self, precision='highest'):
         if precision not in ('highest', 'tf32', 'bf16'):
@@ -84,16 +88,18 @@ class SqEuclidean(Distance):
     def context(self): return cuda_matmul_tf32(self.precision == 'tf32')
 
     def nearest(self, x, c):
-        cc = (c * c).sum(1)                                                   # (k,)
-        if self.precision == 'bf16': score = cc - 2 * (x.bfloat16() @ c.bfloat16().T).to(x.dtype)   # (n, k)
-        else: score = torch.addmm(cc, x, c.T, alpha=-2)                      # (n, k) ||c||^2 - 2 x.c
-        v, i = score.min(1)                                                   # (n,), (n,) in one pass
+        cc = (c * c).sum(1)                                              # (k,)
+        if self.precision == 'bf16':
+            score = cc - 2 * (x.bfloat16() @ c.bfloat16().T).to(x.dtype)  # (n, k)
+        else: score = torch.addmm(cc, x, c.T, alpha=-2)                 # (n, k) ||c||^2 - 2 x.c
+        v, i = score.min(1)                                              # (n,), (n,) in one pass
         return (v + (x * x).sum(1)).clamp_min_(0), i
 
     def __repr__(self):
-        return "SqEuclidean()" if self.precision == 'highest' else f"SqEuclidean(precision={self.precision!r})"
+        if self.precision == 'highest': return "SqEuclidean()"
+        return f"SqEuclidean(precision={self.precision!r})"
 
-# %% ../nbs/01_distances.ipynb #de552a98
+# %% ../nbs/01_distances.ipynb #d5e9089b
 class FunctionDistance(Distance):
     "Wraps a plain function `fn(x, c) -> (n, k)` as a `Distance` (its centre is still the mean)."
     def __init__(self, fn, name=None):
@@ -113,8 +119,8 @@ def get_distance(distance):
     if distance is None: return SqEuclidean()
     if isinstance(distance, str):
         if distance not in DISTANCES:
-            raise ValueError(f"unknown distance {distance!r}; expected one of {sorted(DISTANCES)}, a Distance, "
-                             "or a function (x, c) -> (n, k)")
+            raise ValueError(f"unknown distance {distance!r}; expected one of "
+                             f"{sorted(DISTANCES)}, a Distance, or a function (x, c) -> (n, k)")
         return DISTANCES[distance]()
     if isinstance(distance, Distance): return distance
     if isinstance(distance, type) and issubclass(distance, Distance): return distance()

@@ -6,16 +6,17 @@
 __all__ = ['KMeans', 'output_like', 'feature_names', 'BaseEstimator', 'KMeansBase', 'document_init', 'k_means', 'kmeans',
            'kmeans_plusplus']
 
-# %% ../nbs/91_estimators.ipynb #ab35a810
+# %% ../nbs/91_estimators.ipynb #a987ef48
 import inspect, os, sys, warnings
 import numpy as np
 import torch
 from fastcore.basics import patch
-from .validation import (ConvergenceWarning, not_fitted, Interval, Options, validate_params,
+from .validation import (convergence_warning, not_fitted, Interval, Options, validate_params,
                                        check_array, check_sample_weight, check_random_state, get_device, short_repr)
 from .distances import get_distance, SqEuclidean
 from .assignment import assign
-from .lloyd import INITS, lloyd, kmeans_plusplus_indices
+from .lloyd import INITS, kmeans_plusplus_indices
+from .bounds import ALGORITHMS, choose_algorithm
 
 # %% ../nbs/91_estimators.ipynb #5428f79e
 def output_like(X): # the caller's input: a tensor, or anything else (NumPy, list, DataFrame)
@@ -120,7 +121,7 @@ class KMeansBase(BaseEstimator):
         if names is not None: self.feature_names_in_ = names
         elif hasattr(self, 'feature_names_in_'): del self.feature_names_in_
 
-# %% ../nbs/91_estimators.ipynb #4a1233b5
+# %% ../nbs/91_estimators.ipynb #83103a17
 class KMeans(KMeansBase):
     """K-means clustering (Lloyd's algorithm) in PyTorch, with scikit-learn's API.
 
@@ -144,8 +145,10 @@ class KMeans(KMeansBase):
         Show progress bars (tqdm) for runs longer than a second, and how each run stopped.
     random_state : int, None, torch.Generator or NumPy random state, default=None
         Seeds every random choice (the initialisation); an int gives the same result every time.
-    algorithm : {'lloyd', 'auto'}, default='lloyd'
-        The iteration. 'auto' picks the fastest exact method ('lloyd' for now).
+    algorithm : {'auto', 'lloyd', 'hamerly', 'yinyang'}, default='auto'
+        The iteration. All give Lloyd's result exactly; 'hamerly' and 'yinyang' skip distances that the
+        triangle inequality proves unneeded (lesson 05b). 'auto' picks by the crossovers measured on a CPU
+        (`choose_algorithm`); weighted fits and distances other than Euclidean run 'lloyd'.
     device : str or torch.device, optional
         Where to compute ('cpu', 'cuda', 'cuda:1', 'mps' or 'auto'). By default, where the data are.
     distance : str, Distance or callable, default='euclidean'
@@ -171,9 +174,9 @@ class KMeans(KMeansBase):
 
     Beyond one process's memory (lesson 11), `fit(X, process_group=group)` fits together with the other ranks of a
     `torch.distributed` process group, each passing its own rows; and `fit` streams a NumPy memmap or the path of
-    an `.npy` file block by block. Both run `distributed_fit`: `labels_` are then those of this rank's rows,
-    `sample_weight` and a callable `init` are not supported, and an int `random_state` gives the one-process
-    result."""
+    an `.npy` file block by block. Both run `distributed_fit` (Lloyd's iterations): `labels_` are then those of
+    this rank's rows, `sample_weight` and a callable `init` are not supported, and an int `random_state` gives
+    the one-process result."""
     _constraints = {
         'n_clusters': [Interval('int', 1)],
         'init': [Options(*INITS), 'array-like', 'callable'],
@@ -182,7 +185,7 @@ class KMeans(KMeansBase):
         'tol': [Interval('real', 0)],
         'verbose': ['boolean', Interval('int', 0)],
         'random_state': ['random_state'],
-        'algorithm': [Options('lloyd', 'auto')],
+        'algorithm': [Options('auto', *ALGORITHMS)],
         'device': [None, 'device'],
         'distance': [str, 'callable', object],
         'memory_budget': [None, Interval('int', 1)],
@@ -190,7 +193,7 @@ class KMeans(KMeansBase):
     }
 
     def __init__(self, n_clusters=8, *, init='k-means++', n_init='auto', max_iter=300, tol=1e-4, verbose=False,
-                 random_state=None, algorithm='lloyd', device=None, distance='euclidean', memory_budget=None,
+                 random_state=None, algorithm='auto', device=None, distance='euclidean', memory_budget=None,
                  keep_history=True):
         self.n_clusters, self.init, self.n_init, self.max_iter, self.tol = n_clusters, init, n_init, max_iter, tol
         self.verbose, self.random_state, self.algorithm, self.device = verbose, random_state, algorithm, device
@@ -207,7 +210,7 @@ def document_init(cls):
 
 KMeans = document_init(KMeans)
 
-# %% ../nbs/91_estimators.ipynb #11626064
+# %% ../nbs/91_estimators.ipynb #11e94b25
 @patch
 def _check_init(self:KMeansBase, X, k, g, out):
     "The starting centres (k, D) for one run from an explicit or callable `init`, in X's (centred) space; else None."
@@ -237,28 +240,34 @@ def fit(self:KMeans, X, y=None, sample_weight=None, *, process_group=None):
     k = self.n_clusters
     if X.shape[0] < k: raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}.")
     w = check_sample_weight(sample_weight, X)
+    w_init = None if w is None or bool((w == w[0]).all()) else w      # equal weights draw as no weights
     dist, g = get_distance(self.distance), check_random_state(self.random_state)
-    n_init = self._n_runs()
+    self._n_init = n_init = self._n_runs()                             # runs made (scikit-learn's name)
     tol = dist.tolerance_scale(X) * self.tol if self.tol else 0.0     # relative to the data's spread
     centre = isinstance(dist, SqEuclidean)                             # the expansion loses digits far out
     shift = X.mean(0) if centre else torch.zeros_like(X[0])            # (D,)
     Xc = X - shift if centre else X                                    # (N, D) a new tensor: X is never changed
+    name = self.algorithm
+    if name == 'auto': name = choose_algorithm(X.shape[0], X.shape[1], k, X.device)
+    if w is not None: name = 'lloyd'                                   # the bounds do not take weights
+    run = ALGORITHMS[name]
     best = None
     with dist.context():
         for _ in range(n_init):
             C0 = self._check_init(Xc, k, g, out)
             if C0 is None:
                 if self.init == 'k-means++':
-                    C0 = INITS['k-means++'](Xc, k, g, dist, sample_weight=w, verbose=self.verbose)
-                else: C0 = INITS[self.init](Xc, k, g, dist, sample_weight=w)
+                    C0 = INITS['k-means++'](Xc, k, g, dist, sample_weight=w_init, verbose=self.verbose)
+                else: C0 = INITS[self.init](Xc, k, g, dist, sample_weight=w_init)
             elif not callable(self.init): C0 = C0 - shift
-            res = lloyd(Xc, C0, dist, sample_weight=w, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
-                        memory_budget=self.memory_budget, keep_history=self.keep_history)
+            kw = dict(sample_weight=w) if w is not None else {}
+            res = run(Xc, C0, dist, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
+                      memory_budget=self.memory_budget, keep_history=self.keep_history, **kw)
             if best is None or res['inertia'] < best['inertia']: best = res
     return self._store(dict(centres=best['centres'] + shift, labels=best['labels'], inertia=best['inertia'],
                             n_iter=best['n_iter'], history=[c + shift for c in best['history']],
                             inertias=best['inertias'].tolist(), counts=torch.bincount(best['labels'], minlength=k),
-                            n_features=X.shape[1], distance=dist), out, names)
+                            n_features=X.shape[1], distance=dist, algorithm=name), out, names)
 
 @patch
 def _store(self:KMeans, r, out, names):
@@ -267,14 +276,15 @@ def _store(self:KMeans, r, out, names):
     self.inertia_, self.n_iter_ = float(r['inertia']), r['n_iter']
     self.history_, self.inertia_history_ = [out(c) for c in r['history']], r['inertias']
     self.n_features_in_, self.distance_ = r['n_features'], r['distance']
+    self.algorithm_ = r.get('algorithm', 'lloyd')                      # distributed_fit runs Lloyd's
     self._keep_feature_names(names)
     n_distinct, k = int((r['counts'] > 0).sum()), self.n_clusters
     if n_distinct < k:
         warnings.warn(f"found {n_distinct} distinct clusters, fewer than n_clusters={k}: "
-                      "X probably has fewer than n_clusters distinct points", ConvergenceWarning)
+                      "X probably has fewer than n_clusters distinct points", convergence_warning())
     return self
 
-# %% ../nbs/91_estimators.ipynb #c2252b02
+# %% ../nbs/91_estimators.ipynb #01c7bdd3
 @patch
 def _fit_distributed(self:KMeans, X, sample_weight, process_group):
     "`fit` by `distributed_fit`: with the ranks of `process_group` (None: alone), or streamed from a memmap or file."
@@ -288,7 +298,7 @@ def _fit_distributed(self:KMeans, X, sample_weight, process_group):
                              "streamed fits are unweighted")
         if callable(self.init):
             raise ValueError(f"a callable init is not supported {where}: pass 'k-means++', 'random' or an array")
-        n_init = self._n_runs()
+        self._n_init = n_init = self._n_runs()
     comm.sum(torch.zeros(1))
     r = distributed_fit(X, self.n_clusters, init=self.init, n_init=n_init, max_iter=self.max_iter, tol=self.tol,
                         random_state=self.random_state, distance=self.distance, device=self.device,
@@ -394,7 +404,7 @@ def _wrap_output(self:KMeansBase, Y, X):
     import polars as pl
     return pl.DataFrame(Y, schema=list(self.get_feature_names_out()))
 
-# %% ../nbs/91_estimators.ipynb #56685eb0
+# %% ../nbs/91_estimators.ipynb #058dd836
 def k_means(X,                   # data (N, D): tensor, NumPy array, list or DataFrame
             n_clusters,          # k
             *,
@@ -422,14 +432,18 @@ def kmeans_plusplus(X,                    # data (N, D)
                     random_state=None,    # int, None, torch.Generator or NumPy random state
                     n_local_trials=None): # candidates per seed (default 2 + floor(ln k))
     """scikit-learn's `kmeans_plusplus`: greedy k-means++ seeds `(centers (k, D), indices (k,))`, in the kind of
-    `X`. `x_squared_norms` is accepted for compatibility and ignored."""
+    `X`. `x_squared_norms` is accepted for compatibility (its length is checked) and ignored."""
     out = output_like(X)
     Xt = check_array(X)
     validate_params({'n_clusters': [Interval('int', 1)], 'n_local_trials': [None, Interval('int', 1)]},
                     dict(n_clusters=n_clusters, n_local_trials=n_local_trials), 'kmeans_plusplus')
     if Xt.shape[0] < n_clusters:
         raise ValueError(f"n_samples={Xt.shape[0]} should be >= n_clusters={n_clusters}.")
+    if x_squared_norms is not None and len(x_squared_norms) != Xt.shape[0]:
+        raise ValueError(f"The length of x_squared_norms ({len(x_squared_norms)}) should be equal to the "
+                         f"length of n_samples ({Xt.shape[0]}).")
     w = check_sample_weight(sample_weight, Xt)
+    w = None if w is None or bool((w == w[0]).all()) else w            # equal weights draw as no weights
     idx = kmeans_plusplus_indices(Xt - Xt.mean(0), n_clusters, check_random_state(random_state),
                                   n_local_trials=n_local_trials, sample_weight=w)   # centred: exact far out
     return out(Xt[idx]), out(idx)

@@ -6,8 +6,8 @@
 __all__ = ['BLOCK_BYTES', 'TAKE_ROWS', 'F64_CHUNK_BYTES', 'MiniBatchKMeans', 'release_pages', 'open_npy', 'Rows', 'chunks64',
            'merge_moments', 'local_moments', 'check_mean_distance', 'minibatch_step']
 
-# %% ../nbs/93_streaming.ipynb #d1f5b78c
-import ctypes, math, os
+# %% ../nbs/93_streaming.ipynb #22d6770b
+import ctypes, math, os, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -345,13 +345,17 @@ class MiniBatchKMeans(KMeansBase):
 
 MiniBatchKMeans = document_init(MiniBatchKMeans)
 
-# %% ../nbs/93_streaming.ipynb #a9739c7f
+# %% ../nbs/93_streaming.ipynb #3745ca3c
 @patch
 def _setup(self:MiniBatchKMeans):
     "Check the parameters (the table, and a distance whose centre is the mean) at the start of a fit."
     self._validate_params()
     self.distance_ = check_mean_distance(self.distance)
     self._dev = None if self.device is None else get_device(self.device)
+    k = self.n_clusters
+    if self.init_size is not None and self.init_size < k:
+        warnings.warn(f"init_size={self.init_size} should be larger than n_clusters={k}: "
+                      f"using {3 * k} (3 x n_clusters), at most n_samples", RuntimeWarning)
 
 @patch
 def _init_size(self:MiniBatchKMeans, n_samples):
@@ -367,6 +371,7 @@ def _samples(self:MiniBatchKMeans, n, g):
     then one for each (none for an explicit init). Drawn with replacement, as scikit-learn; all
     rows when the sample would be as big."""
     explicit, runs = not isinstance(self.init, str) and not callable(self.init), self._n_runs()
+    self._n_init = runs                                                # scikit-learn's name
     count, size = 1 + (0 if explicit else runs), self._init_size(n)
     if size >= n: return [torch.arange(n)] * count
     return [torch.randint(n, (size,), generator=g).sort().values for _ in range(count)]

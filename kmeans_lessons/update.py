@@ -8,34 +8,40 @@ __all__ = ['cluster_means', 'update_centroids']
 # %% ../nbs/03_update.ipynb #5b8e3d4a
 import torch
 
-# %% ../nbs/03_update.ipynb #7a6202af
+# %% ../nbs/03_update.ipynb #fcf48a0c
 def cluster_means(X, labels, k, sample_weight=None):
-    """(Weighted) mean of the points in each cluster, (k, D). Empty clusters (no points, or zero total weight)
-    get 0: callers handle them."""
+    """(Weighted) mean of the points in each cluster, (k, D). Empty clusters (no points, or zero
+    total weight) get 0: callers handle them."""
     w = sample_weight
-    src = X if w is None else X * w[:, None]                                                  # (N, D)
-    sums = torch.zeros(k, X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, labels, src)   # (k, D)
-    counts = torch.bincount(labels, weights=w, minlength=k).to(X.dtype)                       # (k,)
+    src = X if w is None else X * w[:, None]                                    # (N, D)
+    sums = torch.zeros(k, X.shape[1], dtype=X.dtype, device=X.device)           # (k, D)
+    sums.index_add_(0, labels, src)
+    counts = torch.bincount(labels, weights=w, minlength=k).to(X.dtype)         # (k,)
     return sums / counts.clamp_min(torch.finfo(X.dtype).tiny)[:, None]
 
-# %% ../nbs/03_update.ipynb #e540f34f
-def update_centroids(X, labels, C, dists=None, distance=None, empty='farthest', sample_weight=None):
+# %% ../nbs/03_update.ipynb #af80e268
+def update_centroids(X, labels, C, dists=None, distance=None, empty='farthest',
+                     sample_weight=None):
     """The M-step: new centres (k, D) from the assignment `labels` of `X` to the old centres `C`.
-    An empty cluster either keeps its old centre (`empty='keep'`) or takes the point farthest from its own
-    centre (`empty='farthest'`, which needs `dists`), as scikit-learn does. `distance` is None (the mean) or a
-    `Distance`, whose `centre` gives the new centres; `sample_weight` (N,) weighs the points."""
-    if empty not in ('farthest', 'keep'): raise ValueError(f"empty must be 'farthest' or 'keep', got {empty!r}")
+    An empty cluster either keeps its old centre (`empty='keep'`) or takes the point farthest from
+    its own centre (`empty='farthest'`, which needs `dists`), as scikit-learn does. `distance` is
+    None (the mean) or a `Distance`, whose `centre` gives the new centres; `sample_weight` (N,)
+    weighs the points."""
+    if empty not in ('farthest', 'keep'):
+        raise ValueError(f"empty must be 'farthest' or 'keep', got {empty!r}")
     if distance is not None and not hasattr(distance, 'centre'):
-        raise TypeError(f"distance must be None or a Distance (see get_distance); got {type(distance).__name__}")
+        raise TypeError(f"distance must be None or a Distance (see get_distance); "
+                        f"got {type(distance).__name__}")
     k = C.shape[0]
-    mass = lambda lab: torch.bincount(lab, weights=sample_weight, minlength=k)   # (k,) weight per cluster
+    mass = lambda lab: torch.bincount(lab, weights=sample_weight, minlength=k)   # (k,) per cluster
     counts = mass(labels)
     if empty == 'farthest' and bool((counts == 0).any()):
-        if dists is None: raise ValueError("empty='farthest' needs `dists`, each point's distance to its centre")
-        empty_ids = (counts == 0).nonzero().flatten()                   # (e,)
-        far = dists.topk(len(empty_ids)).indices                        # (e,) the worst-served points, farthest first
-        labels = labels.clone()                                         # never modify the caller's labels
-        labels[far] = empty_ids                                         # each founds a new cluster
+        if dists is None:
+            raise ValueError("empty='farthest' needs `dists`, each point's distance to its centre")
+        empty_ids = (counts == 0).nonzero().flatten()           # (e,)
+        far = dists.topk(len(empty_ids)).indices                # (e,) worst-served first
+        labels = labels.clone()                                 # never modify the caller's labels
+        labels[far] = empty_ids                                 # each founds a new cluster
         counts = mass(labels)
     if distance is None: new = cluster_means(X, labels, k, sample_weight)            # (k, D)
     elif sample_weight is None: new = distance.centre(X, labels, k)

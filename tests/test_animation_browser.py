@@ -121,3 +121,34 @@ def test_self_contained_with_visible_icons(fitted, browser, tmp_path):
     assert [u for u in requests if not u.startswith(('file:', 'data:'))] == []
     assert len(glyphs) == 9 and all(g not in ('none', 'normal', '""') for g in glyphs), glyphs
     assert all(w > 3 for w in widths), widths
+
+
+def test_first_frame_shows_without_any_script(fitted, browser, tmp_path):
+    "An untrusted notebook runs no script: the player's <img> must hold frame 0 by itself, at its full size."
+    X, km = fitted
+    path = save_animation(animate_kmeans(X, km, dpi=40), tmp_path / 'nojs.html')
+    context = browser.new_context(java_script_enabled=False)
+    pg = context.new_page()
+    pg.goto(path.as_uri())
+    img = pg.locator('img[id^=_anim_img]')
+    pg.wait_for_function("() => document.querySelector('img[id^=_anim_img]').complete")
+    size = img.evaluate("i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width]")
+    shot_ = np.asarray(Image.open(io.BytesIO(img.screenshot())).convert('RGB'))
+    context.close()
+    assert size == [200, 200, 200], size                         # 5 inches at 40 dpi
+    assert shot_.std() > 20 and len(np.unique(shot_.reshape(-1, 3), axis=0)) > 50
+
+
+def test_page_has_a_heading_and_one_sans_serif_font(fitted, browser, tmp_path):
+    X, km = fitted
+    path = save_animation(animate_kmeans(X, km, dpi=30), tmp_path / 'f.html', title='k-means on the course data',
+                          subtitle='kmeans-lessons animate --out f.html')
+    pg = browser.new_page()
+    pg.goto(path.as_uri())
+    pg.wait_for_function(f"() => {ANIM} !== undefined")
+    assert pg.locator('h1').text_content() == 'k-means on the course data'
+    assert pg.locator('h1 + p').text_content() == 'kmeans-lessons animate --out f.html'
+    fonts = pg.evaluate("""() => ['h1', 'p', 'label', 'button', 'input', '.anim-buttons .fa']
+                             .map(s => getComputedStyle(document.querySelector(s)).fontFamily)""")
+    pg.close()
+    assert len(set(fonts)) == 1 and fonts[0].endswith('sans-serif'), fonts

@@ -77,8 +77,8 @@ BAD = [
     (['--init', 'best'], 'invalid choice'),
     (['--data', '{d}/missing.csv'], 'not found'),
     (['--data', '{d}/points.txt'], '.csv or .npy'),
-    (['--data', '{d}/words.csv'], 'not a table of numbers'),
-    (['--data', '{d}/ragged.csv'], 'not a table of numbers'),
+    (['--data', '{d}/words.csv'], "not a table of numbers: line 3, column 1 holds 'three'"),
+    (['--data', '{d}/ragged.csv'], 'not a table of numbers: line 2 has 1 value, line 1 has 2'),
     (['--data', '{d}/nan.csv'], 'NaN'),
     (['--data', '{d}/one.csv'], 'at least 2 features'),
     (['--data', '{d}/empty.csv'], 'no points'),
@@ -125,3 +125,97 @@ def test_bad_argument_in_a_subprocess(tmp_path):
         assert r.returncode == 2 and r.stdout == ''
         assert r.stderr.count('\n') == 1 and 'error:' in r.stderr and 'Traceback' not in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# --- CSV files as people write them: pandas' index column, line numbers as an editor shows them
+
+def write_rows(path, rows, header=None):
+    path.write_text((header + '\n' if header is not None else '') + ''.join(','.join(map(str, r)) + '\n' for r in rows))
+    return path
+
+
+@pytest.fixture(scope='module')
+def blobs3():
+    X, _, _ = sample_blobs(3, 40, seed=5)
+    return X.numpy()
+
+
+@pytest.mark.parametrize('header', [',x,y', '"",x,y', 'Unnamed: 0,x,y', None], ids=['pandas', 'quoted', 'reread', 'none'])
+def test_csv_index_column_is_dropped_and_said(header, blobs3, tmp_path):
+    rows = [[i, *xy] for i, xy in enumerate(blobs3.tolist())]          # the row number first, as pandas writes it
+    data = write_rows(tmp_path / 'df.csv', rows, header)
+    out = tmp_path / 'df.gif'
+    r = run('animate', '--data', data, '--k', 3, '--max-iter', 3, '--dpi', 30, '--out', out)
+    assert r.returncode == 0, r.stderr
+    assert 'note:' in r.stderr and 'row index' in r.stderr and 'dropped' in r.stderr, r.stderr
+    assert f"{len(rows)} points with 2 features read from" in r.stdout, r.stdout
+    ref = KMeans(3, n_init=1, random_state=42, max_iter=3).fit(blobs3)                 # what the command should fit: x, y only
+    with Image.open(out) as im: assert im.n_frames == ref.n_iter_ + 1
+
+
+def test_csv_named_or_narrow_first_column_is_kept(blobs3, tmp_path):
+    rows = [[i, *xy] for i, xy in enumerate(blobs3.tolist())]
+    for name, header, features in [('named.csv', 'id,x,y', 3), ('two.csv', None, 2)]:
+        data = write_rows(tmp_path / name, [r[:features] for r in rows], header)
+        r = run('animate', '--data', data, '--k', 3, '--max-iter', 2, '--dpi', 30, '--out', tmp_path / 'k.gif')
+        assert r.returncode == 0 and r.stderr == '', r.stderr
+        assert f"{len(rows)} points with {features} features read from" in r.stdout, r.stdout
+
+
+def test_csv_index_column_leaving_one_feature_is_refused(tmp_path):
+    data = write_rows(tmp_path / 'one.csv', [[0, 1.5], [1, 2.5], [2, 0.5]], ',x')
+    r = run('animate', '--data', data, '--k', 2, '--out', tmp_path / 'o.gif')
+    assert r.returncode == 2 and 'at least 2 features' in r.stderr and 'row index' in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize('text,msg', [
+    ('x,y\n1,2\nthree,4\n', "line 3, column 1 holds 'three'"),
+    ('x,y\n1,2\n3,4\n5,six\n', "line 4, column 2 holds 'six'"),
+    ('1,2\n3,4\n5,\n', "line 3, column 2 holds ''"),
+    ('x,y\n\n# a comment\n1,2\n3,x\n', "line 5, column 2 holds 'x'"),       # blank and comment lines still count
+    ('1,2\n3\n', 'line 2 has 1 value, line 1 has 2'),
+    ('x,y\n1,2\n3,4,5\n', 'line 3 has 3 values, line 2 has 2'),
+    ('a,b,c\n1,2\n', 'the header (line 1) names 3 columns, but line 2 has 2 values'),
+    ('x,y\n1,2\n3,inf\n', "NaN or inf values: line 3, column 2 holds 'inf'"),
+], ids=['word', 'typo', 'empty', 'comment', 'short', 'long', 'header', 'inf'])
+def test_csv_errors_name_the_file_line_and_column(text, msg, tmp_path, capsys):
+    (tmp_path / 'bad.csv').write_text(text)
+    with pytest.raises(SystemExit) as e:
+        main(['animate', '--data', str(tmp_path / 'bad.csv'), '--out', str(tmp_path / 'b.gif')])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and 'bad.csv' in err and msg in err, err
+
+
+# --- one inertia, one font, one heading
+
+def test_printed_inertia_is_the_last_frame_title(tmp_path, monkeypatch, capsys):
+    "5-D blobs: per-frame inertia recomputed on the raw data would say 37,435.8 where the fit says 37,435.7."
+    import kmeans_lessons.animation as A
+    made, save = [], A.save_animation
+    monkeypatch.setattr(A, 'save_animation', lambda anim, *a, **kw: made.append(anim) or save(anim, *a, **kw))
+    assert main(['animate', '--dims', '5', '--k', '6', '--seed', '42', '--dpi', '30', '--out', str(tmp_path / 'i.gif')]) == 0
+    printed = re.search(r'inertia ([\d,.]+)\)', capsys.readouterr().out)[1]
+    anim = made[0]
+    anim.draw(anim.n_frames - 1)
+    assert anim.scene.ax.get_title().splitlines()[0].endswith(f"inertia {printed}")
+    X = sample_blobs(6, 250, 5, seed=42)[0]
+    assert printed == f"{KMeans(6, n_init=1, random_state=42, max_iter=50).fit(X).inertia_:,.1f}"
+
+
+def test_html_page_has_a_heading_with_the_command(tmp_path):
+    out = tmp_path / 'h.html'
+    r = run('animate', '--k', 3, '--n', 300, '--max-iter', 3, '--dpi', 30, '--out', out)
+    assert r.returncode == 0, r.stderr
+    page = out.read_text()
+    h1 = re.search(r'<h1>(.*?)</h1>', page)[1]
+    assert h1.startswith('k-means on 300 points with 2 features in 3 blobs'), h1
+    assert re.search(r'<p>kmeans-lessons animate --k 3 --n 300 .*--out .*h\.html</p>', page)
+
+
+def test_default_frames_are_600_pixels(tmp_path):
+    import inspect
+    from kmeans_lessons.animation import animate_kmeans
+    dpi = inspect.signature(animate_kmeans).parameters['dpi'].default
+    assert f"the animation's {dpi} dpi" in ' '.join(run('animate', '--help').stdout.split())
+    assert main(['animate', '--k', '2', '--n', '100', '--max-iter', '1', '--out', str(tmp_path / 'd.gif')]) == 0
+    with Image.open(tmp_path / 'd.gif') as im: assert im.size == (600, 600)

@@ -282,3 +282,18 @@ def test_float32_far_from_origin_matches_float64(offset):
     assert torch.equal(ref.labels_, f32.labels_)          # (the float32 start is rounded, so n_iter_ may differ by one)
     torch.testing.assert_close(f32.cluster_centers_, ref.cluster_centers_.float(), rtol=0, atol=offset * 1e-6)
     assert f32.history_[0].sub(init.float()).abs().max() <= offset * 1e-6     # history is in the caller's coordinates
+
+
+@pytest.mark.parametrize('algorithm', ['lloyd', 'hamerly', 'yinyang', 'auto'])
+def test_every_algorithm_gives_lloyds_result(algorithm):
+    X = make_blobs(4000, 4, centers=60, random_state=0)[0]
+    ref = KMeans(150, algorithm='lloyd', random_state=0, tol=0).fit(X)
+    km = KMeans(150, algorithm=algorithm, random_state=0, tol=0).fit(X)
+    assert np.array_equal(km.labels_, ref.labels_) and km.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-12, atol=1e-12)
+    assert km.algorithm_ == ('hamerly' if algorithm == 'auto' else algorithm)   # k >= 100 at D=4: Hamerly
+
+
+def test_elkan_is_refused_by_name():
+    with pytest.raises(ValueError, match="algorithm must be one of 'auto', 'lloyd', 'hamerly', 'yinyang'; got 'elkan'"):
+        KMeans(3, algorithm='elkan').fit(np.random.default_rng(0).normal(size=(20, 2)))

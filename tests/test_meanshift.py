@@ -169,3 +169,87 @@ def test_gpu_matches_cpu(blobs):
     cpu = MeanShift(2.0).fit(X)
     gpu = MeanShift(2.0, device='cuda').fit(X)
     assert gpu.labels_.is_cuda and ari(cpu.labels_, gpu.labels_.cpu()) == 1.0
+
+# scikit-learn's options (issue 10): seeds, bin_seeding, cluster_all orphans, zero bandwidth, ties, verbose
+from sklearn.datasets import make_blobs
+from kmeans_lessons.meanshift import mean_shift, get_bin_seeds
+
+@pytest.fixture(scope='module')
+def sk_blobs():
+    return make_blobs(400, centers=[[0, 0], [4, 0], [0, 4]], cluster_std=0.8, random_state=3)[0]
+
+@pytest.mark.parametrize('kw', [dict(bin_seeding=True), dict(bin_seeding=True, cluster_all=False),
+                                dict(bin_seeding=True, min_bin_freq=5, cluster_all=False), 'seeds', 'seeds-orphans'])
+def test_seeded_fits_match_sklearn_exactly(sk_blobs, kw):
+    "With seeds, both label every point by its nearest mode: the flat kernel gives scikit-learn's labels and centres."
+    X = sk_blobs
+    if kw == 'seeds': kw = dict(seeds=X[::40])
+    if kw == 'seeds-orphans': kw = dict(seeds=X[::40], cluster_all=False)
+    sk = SkMeanShift(bandwidth=1.0, **kw).fit(X)
+    ours = MeanShift(1.0, kernel='flat', merge_radius=1.0, **kw).fit(X)
+    assert np.array_equal(ours.labels_, sk.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, rtol=0, atol=1e-9)
+    assert np.array_equal(ours.predict(X[:50]), sk.labels_[:50]) or not kw.get('cluster_all', True)
+
+def test_every_point_path_orphans_like_sklearn(sk_blobs):
+    "Default path, flat kernel, cluster_all=False: -1 exactly for points farther than bandwidth from every centre."
+    sk = SkMeanShift(bandwidth=1.0, cluster_all=False).fit(sk_blobs)
+    ours = MeanShift(1.0, kernel='flat', merge_radius=1.0, cluster_all=False).fit(sk_blobs)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, rtol=0, atol=1e-9)
+    assert np.array_equal(ours.labels_ == -1, sk.labels_ == -1) and (sk.labels_ == -1).sum() > 0
+    assert ari(ours.labels_, sk.labels_) > 0.97                  # ours: the mode a point climbed to; theirs: nearest
+
+def test_seeds_with_neighbours_and_predict(sk_blobs):
+    ms = MeanShift(1.0, seeds=sk_blobs[::20], n_neighbors=200).fit(sk_blobs)
+    assert len(ms.cluster_centers_) == 3 and ms.shifted_.shape == (20, 2)
+    assert np.array_equal(ms.predict(sk_blobs), ms.labels_)
+    c, lab = mean_shift(torch.from_numpy(sk_blobs), bandwidth=1.0, bin_seeding=True)   # tensor in, tensors out
+    assert torch.is_tensor(c) and torch.is_tensor(lab) and c.dtype == torch.float64
+
+def test_get_bin_seeds_follows_input_and_warns():
+    X = np.array([[0.1, 0.1], [0.2, 0.0], [3.1, 2.9]])
+    assert get_bin_seeds(X, 1.0).tolist() == [[0.0, 0.0], [3.0, 3.0]]
+    assert torch.equal(get_bin_seeds(torch.tensor(X), 1.0, min_bin_freq=2), torch.tensor([[0.0, 0.0]], dtype=torch.float64))
+    with pytest.warns(UserWarning, match='Binning data failed'): assert get_bin_seeds(X, 0.01) is X
+
+@pytest.mark.parametrize('kw, err, msg', [
+    (dict(seeds=np.zeros((2, 3))), ValueError, 'seeds has 3 features, but X has 2'),
+    (dict(bin_seeding=True, min_bin_freq=10**6), ValueError, 'min_bin_freq'),
+    (dict(min_bin_freq=0), ValueError, 'min_bin_freq'), (dict(bin_seeding='yes'), TypeError, 'bin_seeding'),
+    (dict(seeds='abc'), TypeError, 'seeds'),
+])
+def test_bad_seeding_parameters(sk_blobs, kw, err, msg):
+    with pytest.raises(err, match=msg): MeanShift(1.0, **kw).fit(sk_blobs)
+
+def test_zero_bandwidth_distinct_points_most_repeated_first():
+    X = np.array([[5.0], [1], [1], [3], [3], [3], [5], [1], [3]])
+    ms = MeanShift().fit(X)                                       # estimate_bandwidth(X) == 0
+    assert ms.bandwidth_ == 0 and ms.cluster_centers_.ravel().tolist() == [3, 1, 5] and ms.n_iter_ == 0
+    assert ms.labels_.tolist() == [2, 1, 1, 0, 0, 0, 2, 1, 0] and ms.predict([[1.0], [3.8]]).tolist() == [1, 0]
+    assert MeanShift(cluster_all=False).fit(X).predict([[1.0], [3.8]]).tolist() == [1, -1]
+
+def test_ties_follow_coordinates_whatever_the_order():
+    B = np.random.default_rng(0).normal(size=(40, 2))
+    X = np.concatenate([B, B + [10, 0], B + [0, 10]])             # three identical blobs: equal densities
+    first = MeanShift(1.0).fit(X).cluster_centers_
+    assert first[0, 0] > 5 and first[1, 1] < first[2, 1]           # larger coordinates first, left to right
+    for s in range(3):
+        np.testing.assert_allclose(MeanShift(1.0).fit(X[np.random.default_rng(s).permutation(len(X))]).cluster_centers_,
+                                   first, atol=1e-3)
+
+def test_verbose_says_how_climbs_ended(capsys, blobs):
+    X, _ = blobs
+    MeanShift(2.0).fit(X)
+    assert capsys.readouterr().out == ''
+    MeanShift(2.0, verbose=True).fit(X)
+    assert 'mean shift: all 600 climbs converged in' in capsys.readouterr().out
+    with pytest.warns(Warning):
+        MeanShift(2.0, verbose=True, max_iter=1).fit(X)
+    assert 'stopped at max_iter=1 with' in capsys.readouterr().out
+
+def test_lex_rank_both_paths_sort_rows_like_python():
+    from kmeans_lessons.meanshift import _lex_rank
+    Y = torch.randint(0, 3, (300, 3), generator=torch.Generator().manual_seed(0)).double()
+    ref = torch.tensor(sorted(Y.tolist()), dtype=torch.float64)
+    for Z in (Y, torch.cat([Y, torch.zeros(300, 7, dtype=torch.float64)], 1)):   # 3 columns: sorts; 10: unique
+        assert torch.equal(Z[_lex_rank(Z).argsort(stable=True)][:, :3], ref)

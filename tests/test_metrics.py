@@ -97,7 +97,7 @@ def test_iou_matches_hand_computed_table():
     torch.testing.assert_close(iou_distance(a, b), (1 - iou).T)         # symmetric
 
 
-def test_iou_is_not_seed_000s_bounding_box_ratio():
+def test_iou_is_not_the_bounding_box_ratio():
     cross = iou_distance(torch.tensor([[4., 1.]]), torch.tensor([[1., 4.]])).item()
     assert cross == pytest.approx(1 - 1 / 7)                             # not 1 - 1/16
 

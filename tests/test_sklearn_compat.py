@@ -207,3 +207,16 @@ def test_verbose_progress_and_quiet_default(capsys, blobs):
     KMeans(4, random_state=0, verbose=True, max_iter=2, tol=0).fit(blobs)
     out = capsys.readouterr().out
     assert 'stopped at max_iter=2 without converging' in out or 'converged after' in out
+
+
+def test_negative_strides_and_sklearn_convergence_warning():
+    "X[::-1] (a NumPy view with negative strides) is accepted; our ConvergenceWarning is also scikit-learn's."
+    from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    a, b = KMeans(2, init=X[:2], n_init=1).fit(X[::-1]), KMeans(2, init=X[:2], n_init=1).fit(X[::-1].copy())
+    assert np.array_equal(a.labels_, b.labels_)
+    assert np.array_equal(MeanShift(1.0).fit(X[::-1]).labels_, MeanShift(1.0).fit(X[::-1].copy()).labels_)
+    with pytest.warns(SkConvergenceWarning, match='distinct clusters'):
+        KMeans(3, random_state=0).fit(np.zeros((5, 2)))
+    with pytest.warns(SkConvergenceWarning, match='did not converge'):
+        MeanShift(1.0, max_iter=1).fit(X)

@@ -1,0 +1,147 @@
+"""Bound-based k-means (Hamerly, Yinyang) against plain Lloyd: from the same start they must give the same labels,
+the same centres at every iteration and the same number of iterations."""
+import pytest
+import torch
+from kmeans_lessons.assignment import assign
+from kmeans_lessons.distances import SqEuclidean
+from kmeans_lessons.lloyd import lloyd
+from kmeans_lessons.bounds import (hamerly, yinyang, nearest2, lloyd_rows, ALGORITHMS, choose_algorithm)
+
+
+def _blobs(n, d, k, seed=0, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(max(k // 2, 1), d, generator=g) * scale
+    X = centres[torch.randint(0, len(centres), (n,), generator=g)] + torch.randn(n, d, generator=g)
+    return X, X[torch.randperm(n, generator=g)[:k]].clone()
+
+
+def _cases():
+    X, C = _blobs(3000, 6, 40)
+    g = torch.Generator().manual_seed(1)
+    grid = torch.randint(0, 4, (1500, 3), generator=g).float()
+    Xh, Ch = _blobs(2000, 48, 120, seed=2, scale=5.0)
+    return {
+        'blobs float32': (X, C),
+        'duplicate points': (X[:600].repeat(4, 1), C[:30].clone()),
+        'empty clusters': (X, torch.cat([C[:12], C[:12]])),                  # every start centre twice
+        'far from origin float32': (X + 1000, C + 1000),
+        'far from origin float64': (X.double() + 1e6, C.double() + 1e6),
+        'float64': (X.double(), C.double()),
+        'grid ties': (grid, grid[:16] + 0.5),
+        'high D, many centres': (Xh, Ch),
+        'one centre': (X, C[:1].clone()),
+    }
+
+CASES = _cases()
+METHODS = {'hamerly': hamerly, 'yinyang': yinyang,
+           'yinyang 3 groups': lambda *a, **k: yinyang(*a, n_groups=3, **k)}
+
+
+def _same_as_lloyd(X, C, f, tol, **kw):
+    ref = lloyd(X, C, max_iter=80, tol=tol, **kw)
+    got = f(X, C, max_iter=80, tol=tol, **kw)
+    assert torch.equal(got['labels'], ref['labels'])
+    assert got['n_iter'] == ref['n_iter']
+    assert len(got['history']) == len(ref['history'])
+    for a, b in zip(got['history'], ref['history']):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)      # the same floats, not just close
+    torch.testing.assert_close(got['centres'], ref['centres'])
+    scale = float(((X - X.mean(0)) ** 2).sum())
+    assert abs(float(got['inertia']) - float(ref['inertia'])) <= 1e-4 * scale + 1e-3
+    return got
+
+
+@pytest.mark.parametrize('case', list(CASES))
+@pytest.mark.parametrize('method', list(METHODS))
+@pytest.mark.parametrize('tol', [0.0, 1e-3])
+def test_equal_to_lloyd(case, method, tol):
+    X, C = CASES[case]
+    _same_as_lloyd(X, C, METHODS[method], tol)
+
+
+def test_hand_toy():
+    "Worked by hand: 0, 1, 10, 11 from centres 0 and 1."
+    X = torch.tensor([[0.], [1.], [10.], [11.]])
+    C = torch.tensor([[0.], [1.]])
+    # 1: labels 0 1 1 1 -> centres 0, 22/3;  2: labels 0 0 1 1 -> centres 0.5, 10.5;  3: unchanged, stop
+    for f in (hamerly, yinyang, lambda X, C, **k: yinyang(X, C, n_groups=2, **k)):
+        r = f(X, C)
+        assert r['labels'].tolist() == [0, 0, 1, 1] and r['n_iter'] == 3
+        torch.testing.assert_close(r['centres'], torch.tensor([[0.5], [10.5]]))
+        torch.testing.assert_close(r['history'][1], torch.tensor([[0.], [22 / 3]]))
+        assert float(r['inertia']) == pytest.approx(1.0)
+
+
+def test_nearest2_is_assigns_block():
+    "The block primitive gives the labels and distances of SqEuclidean.nearest, ties to the lower index."
+    g = torch.Generator().manual_seed(0)
+    x, c = torch.randn(3000, 5, generator=g) * 10, torch.randn(150, 5, generator=g) * 10
+    c[9] = c[4]                                                            # an exact tie
+    cc = (c * c).sum(1)
+    ref_d, ref_i = SqEuclidean().nearest(x, c)
+    for prev in (None, torch.randint(0, 150, (3000,), generator=g), ref_i):
+        i, v, v2 = nearest2(x, c, cc, prev)
+        assert torch.equal(i, ref_i) and not (i == 9).any()
+        assert torch.equal((v + (x * x).sum(1)).clamp_min(0), ref_d)
+        assert (v2 >= v).all()
+
+
+def test_lloyd_rows_has_lloyds_rounding():
+    "Points scored at their place in a block of assign's shape get assign's rounding, bit for bit."
+    X, C = _blobs(5000, 16, 64, scale=20.0)
+    rows = 1200                                                            # the last block is shorter
+    labels, d = assign(X, C, chunk_size=rows)
+    ii = torch.randperm(5000, generator=torch.Generator().manual_seed(3))[:300]
+    lab, v, _ = lloyd_rows(X, C, ii, rows)
+    assert torch.equal(lab, labels[ii])
+    assert torch.equal((v + (X[ii] ** 2).sum(1)).clamp_min(0), d[ii])
+
+
+def test_chunk_size_and_budget():
+    X, C = _blobs(4000, 8, 60)
+    _same_as_lloyd(X, C, hamerly, 0.0, chunk_size=700)
+    _same_as_lloyd(X, C, yinyang, 0.0, chunk_size=700)
+    # room for fewer bounds than groups: Yinyang uses fewer groups, or Hamerly's bounds; same result
+    _same_as_lloyd(X, C, yinyang, 0.0, memory_budget=4000 * 4 * 3)
+    _same_as_lloyd(X, C, yinyang, 0.0, memory_budget=4000 * 4)
+
+
+def test_other_distances_run_lloyd():
+    "Bounds need a metric; other distances, and rounded precisions, fall back to plain Lloyd."
+    X, C = _blobs(1000, 4, 10)
+    manhattan = lambda x, c: torch.cdist(x, c, p=1)
+    for dist in (manhattan, SqEuclidean(precision='bf16')):
+        ref = lloyd(X, C, dist)
+        for f in (hamerly, yinyang):
+            r = f(X, C, dist)
+            assert torch.equal(r['labels'], ref['labels']) and r['n_iter'] == ref['n_iter']
+
+
+def test_skipping_happens():
+    X, C = _blobs(20000, 4, 50)
+    r = hamerly(X, C, max_iter=40)
+    assert len(r['skipped']) == r['n_iter'] and r['skipped'][0] == 0.0
+    assert all(0 <= s <= 1 for s in r['skipped'])
+    assert max(r['skipped']) > 0.5                       # most points skipped once the centres settle
+
+
+def test_inputs_untouched_and_errors():
+    X, C = _blobs(500, 3, 8)
+    X0, C0 = X.clone(), C.clone()
+    for f in (hamerly, yinyang): f(X, C)
+    assert torch.equal(X, X0) and torch.equal(C, C0)
+    with pytest.raises(ValueError, match='same D'): hamerly(X, C[:, :2])
+    with pytest.raises(TypeError, match='floating point'): hamerly(X.long(), C.long())
+    with pytest.raises(TypeError, match='same dtype'): yinyang(X, C.double())
+    with pytest.raises(ValueError, match='n_groups'): yinyang(X, C, n_groups=0)
+
+
+def test_choose_algorithm():
+    "The crossovers measured by benchmarks/bench_bounds.py."
+    assert set(ALGORITHMS) == {'lloyd', 'hamerly', 'yinyang'}
+    assert choose_algorithm(10**5, 4, 200) == 'hamerly'
+    assert choose_algorithm(10**5, 100, 1000) == 'yinyang'
+    assert choose_algorithm(20_000, 128, 1000) == 'hamerly'
+    assert choose_algorithm(10**5, 64, 50) == 'lloyd'                  # few centres
+    assert choose_algorithm(10**5, 256, 200) == 'lloyd'                # high D, not enough centres
+    assert choose_algorithm(10**5, 4, 200, 'cuda') == 'lloyd'          # not measured on a GPU
