@@ -6,7 +6,7 @@
 __all__ = ['Exercise', 'check', 'names', 'hint', 'solution']
 
 # %% ../nbs/92_exercises.ipynb #da0f5ec5
-import ast, difflib, inspect, math, textwrap, time, traceback
+import ast, difflib, inspect, math, re, textwrap, time, traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -366,9 +366,16 @@ def check(name, fn):
     return True
 
 # %% ../nbs/92_exercises.ipynb #979df18d
+def _lesson_id(lesson):
+    "'04' for 4, '4' or '04'; '05b' for '5b' or '05b'."
+    m = re.fullmatch(r'0*(\d+)([a-z]?)', str(lesson).strip().lower())
+    if m is None or isinstance(lesson, bool):
+        raise ValueError(f"lesson should be a lesson number such as 4, '04' or '05b'; got {lesson!r}")
+    return f"{int(m[1]):02d}{m[2]}"
+
 def names(lesson=None):
-    "Every exercise (or those of one `lesson`, e.g. 4 or '04'): lesson, name and summary."
-    want = None if lesson is None else f"{int(lesson):02d}"
+    "Every exercise (or those of one `lesson`, e.g. 4, '04' or '05b'): lesson, name and summary."
+    want = None if lesson is None else _lesson_id(lesson)
     return _Listing(Exercise(s.lesson, s.name, s.summary) for s in _SPECS.values()
                     if want is None or s.lesson == want)
 
@@ -1144,6 +1151,98 @@ _register(_Spec('time_per_call', '05', "median time of a call, after a warm-up",
     "call f once untimed; then for each of the repeat calls, read time.perf_counter() before and after; "
     "return the median of those times.", judge=_judge_time_per_call))
 
+# %% ../nbs/92_exercises.ipynb #4a971091
+def _hamerly_mask(upper, lower, half_gap):
+    """Hamerly's test, True for the points that need a look: upper (n,) bounds the distance to
+    the own centre, lower (n,) the distance to the second nearest, half_gap (n,) is half the
+    distance from the own centre to its nearest other centre. A point is safe (False) when
+    upper <= max(lower, half_gap)."""
+    return upper > torch.maximum(lower, half_gap)     # (n,) bool; a tie is safe
+
+_register(_Spec('hamerly_mask', '05b', "Hamerly's test: which points might change centre", _hamerly_mask,
+    "a point keeps its centre when its upper bound is at most the LARGER of its two guarantees: "
+    "upper > torch.maximum(lower, half_gap) marks the others.",
+    cases=lambda: [
+        _Case("five points, each test on its own", (_t([1., 3., 3., 5., 0.5]), _t([2., 2., 4., 4., 1.]),
+                                                     _t([0.5, 4., 1., 4.5, 2.]))),
+        _Case("ties: upper equal to a bound is safe", (_t([2., 2., 3.]), _t([2., 1., 3.]), _t([1., 2., 3.])),
+              note="when upper equals the larger bound, no other centre can be strictly nearer"),
+        _Case("lower bounds below 0 after loosening", (_t([0.5, 2.]), _t([-1., -0.5]), _t([1., 1.5]))),
+        _Case("one centre: no second centre, lower is inf", (_t([3., 0.]), _t([math.inf, math.inf]),
+                                                             _t([math.inf, math.inf]))),
+        _Case("twelve random points", (_rn(140, 12).abs() + 1, _rn(141, 12).abs() + 1, _rn(142, 12).abs()))],
+    signals=[(lambda g: isinstance(g, torch.Tensor) and g.dtype != torch.bool and g.ndim == 1,
+              lambda g: f"dtype {_dt(g.dtype)}, expected bool",
+              "a comparison such as `upper > bound` gives a bool tensor, True where the point needs a "
+              "look: return it as it is (no indices, no float).")],
+    wrong=[(lambda u, l, h: u >= torch.maximum(l, h),
+            "`>=` marks the ties too: a point whose upper bound equals the larger bound keeps its centre "
+            "(no other centre can be strictly nearer). Use `>`."),
+           (lambda u, l, h: u > torch.minimum(l, h),
+            "you took the SMALLER of the two bounds: either guarantee alone is enough, so compare with the "
+            "larger, torch.maximum(lower, half_gap)."),
+           (lambda u, l, h: u > l,
+            "you forgot half_gap, the disc test: a point within half the gap to the nearest other centre "
+            "keeps its centre even when its lower bound is loose. Compare with torch.maximum(lower, half_gap)."),
+           (lambda u, l, h: u > h,
+            "you forgot the lower bound: compare upper with torch.maximum(lower, half_gap)."),
+           (lambda u, l, h: u <= torch.maximum(l, h),
+            "these are the SAFE points: return True for the points that need a look, upper > the bound.")]))
+
+# %% ../nbs/92_exercises.ipynb #06c0ede0
+def _update_bounds(upper, lower, labels, shift):
+    """After the centres move by shift (k,), k >= 2: the loosened bounds (new_upper, new_lower),
+    two new (n,) tensors. upper (n,) grows by the shift of the point's own centre labels (n,);
+    lower (n,) shrinks by the largest shift among the OTHER centres. The inputs are not changed."""
+    top2 = shift.topk(2)                                        # the two largest shifts
+    own_is_max = labels == top2.indices[0]                      # (n,)
+    other = torch.where(own_is_max, top2.values[1], top2.values[0])   # (n,) largest other shift
+    return upper + shift[labels], lower - other
+
+def _bounds_shared():
+    "Six points in two clusters of three centres; the centre that moved most owns points 0-2."
+    return (_t([1., 2., 0.5, 1.5, 3., 2.]), _t([2., 4., 1., 3., 5., 2.5]),
+            _t([0, 0, 0, 1, 2, 1], torch.long), _t([0.5, 0.1, 0.2]))
+
+def _bounds_lesson_max(u, l, lab, p): return u + p[lab], l - p.max()
+def _bounds_own_shift(u, l, lab, p): return u + p[lab], l - p[lab]
+
+def _diagnose_bounds(fn, case, got):
+    "Returned in the wrong order, (lower, upper), perhaps with another mistake as well?"
+    if not (isinstance(got, (tuple, list)) and len(got) == 2): return None
+    for f in (_update_bounds, _bounds_lesson_max, _bounds_own_shift):
+        w = _quiet(f, *_fresh(case.args))
+        if w is not None and _quiet(_compare, [got[1], got[0]], list(w), case.rtol, case.atol) is None:
+            return "you returned (lower, upper): return (new_upper, new_lower), in that order."
+
+_register(_Spec('update_bounds', '05b', "loosen Hamerly's bounds after the centres move (own shift excluded)",
+    _update_bounds, "upper + shift[labels]; for lower, the largest shift of the OTHER centres: shift.topk(2) "
+    "gives the largest and the runner-up; use the runner-up for the points whose own centre moved most.",
+    cases=lambda: [
+        _Case("six points, the own centre moved most for three of them", _bounds_shared(),
+              note="centre 0 moved 0.5, the others 0.1 and 0.2"),
+        _Case("no point belongs to the centre that moved most", (_t([1., 2.]), _t([3., 3.]),
+                                                                 _t([1, 2], torch.long), _t([0.9, 0.1, 0.3]))),
+        _Case("two centres moved the same largest distance", (_t([1., 1., 1.]), _t([2., 2., 2.]),
+                                                               _t([0, 1, 2], torch.long), _t([0.4, 0.4, 0.1]))),
+        _Case("two centres, one did not move", (_t([1., 2.]), _t([3., 4.]), _t([0, 1], torch.long), _t([0., 0.7]))),
+        _Case("ten points, five centres, float64",
+              (_rn(150, 10, dtype=torch.float64).abs(), 2 + _rn(151, 10, dtype=torch.float64).abs(),
+               torch.arange(10) % 5, _rn(152, 5, dtype=torch.float64).abs()))],
+    diagnose=_diagnose_bounds,
+    wrong=[(_bounds_own_shift,
+            "the lower bound shrank by the point's OWN centre's shift: it bounds the distance to the other "
+            "centres, so it shrinks by the largest shift among them."),
+           (_bounds_lesson_max,
+            "that is the lesson's bound, p.max() over ALL centres: valid, but looser than it need be. The own "
+            "centre is not a candidate for the second nearest: leave its shift out (the runner-up of "
+            "shift.topk(2) for the points whose own centre moved most)."),
+           (lambda u, l, lab, p: (u + p.max(), l - p.max()),
+            "the upper bound grows by the shift of the point's own centre, shift[labels], not by the largest."),
+           (lambda u, l, lab, p: (u - p[lab], 2 * l - _update_bounds(u, l, lab, p)[1]),
+            "the signs are swapped: the own centre may have moved AWAY (upper grows) and the others TOWARDS "
+            "the point (lower shrinks).")]))
+
 # %% ../nbs/92_exercises.ipynb #78231bdd
 def _kmeans_history(x, c, n_iter):
     """The frames of a k-means animation: a list of n_iter + 1 centre tensors (k, D), the start c
@@ -1438,3 +1537,89 @@ _register(_Spec('majority_accuracy', '09', "accuracy when each cluster is read a
             "cluster as its most common class."),
            (lambda lab, t, k: float(_majority_accuracy(lab, t, k) * len(t)),
             "that is a count of points: divide by n for a fraction.")]))
+
+# %% ../nbs/92_exercises.ipynb #af60f3b4
+def _merge_partials(sums, counts, old):
+    """New centres (k, D) from the ranks' partial results: sums (r, k, D), each rank's per-cluster
+    sums, and counts (r, k), its per-cluster counts. A cluster with no points on any rank keeps
+    its old centre from old (k, D); the result has old's dtype."""
+    total = sums.sum(0)                                          # (k, D): what all_reduce gives
+    n = counts.sum(0)                                            # (k,)
+    means = total / n.clamp_min(1)[:, None].to(total.dtype)     # (k, D), no 0 / 0
+    return torch.where(n[:, None] > 0, means, old.to(total.dtype)).to(old.dtype)
+
+def _partials(shards, labels, k, seed):
+    "Per-rank sums (r, k, D) float64 and counts (r, k) int64 of 2-D points, shard sizes `shards`."
+    x = _rn(seed, sum(shards), 2, dtype=torch.float64) + 3 * labels[:, None].double()
+    parts = zip(x.split(shards), labels.split(shards))
+    s, c = zip(*[(torch.zeros(k, 2, dtype=torch.float64).index_add_(0, lab, xr),
+                  torch.bincount(lab, minlength=k)) for xr, lab in parts])
+    return torch.stack(s), torch.stack(c)
+
+def _mean_of_means(s, c, old):
+    m = s / c.clamp_min(1)[..., None]                            # (r, k, D) each rank's means
+    seen = (c > 0).sum(0)                                        # (k,) ranks that saw each cluster
+    avg = (m * (c > 0)[..., None]).sum(0) / seen.clamp_min(1)[:, None]
+    return torch.where(seen[:, None] > 0, avg, old.double()).to(old.dtype)
+
+_register(_Spec('merge_partials', '11', "centres from the ranks' summed sums and counts", _merge_partials,
+    "add up over the ranks first (sums.sum(0), counts.sum(0): what all_reduce does), then divide once; "
+    "keep the old centre where the total count is 0 (torch.where), and return old's dtype.",
+    cases=lambda: [
+        _Case("two ranks, even shards", (*_partials([4, 4], _t([0, 1, 0, 1, 1, 0, 1, 0], torch.long), 2, 160),
+                                         _t([[0., 0.], [3., 3.]]))),
+        _Case("two ranks, uneven shards", (*_partials([6, 2], _t([0, 0, 0, 1, 1, 1, 0, 1], torch.long), 2, 161),
+                                           _t([[0., 0.], [3., 3.]])),
+              note="rank 0 holds 6 points, rank 1 only 2"),
+        _Case("cluster 1 empty on every rank", (*_partials([3, 2], _t([0, 2, 0, 2, 2], torch.long), 3, 162),
+                                                _t([[0., 0.], [-7., 7.], [6., 6.]])),
+              note="cluster 1 has no points anywhere: it keeps its old centre"),
+        _Case("three ranks, one of them with no points",
+              (*_partials([5, 0, 3], _t([0, 1, 2, 1, 0, 2, 2, 1], torch.long), 3, 163),
+               _t([[0., 0.], [3., 3.], [6., 6.]]))),
+        _Case("one rank: plain cluster means, float64 centres",
+              (*_partials([6], _t([0, 1, 1, 1, 0, 0], torch.long), 2, 164), _t([[0., 0.], [3., 3.]],
+                                                                                 torch.float64)))],
+    signals=[(lambda g: isinstance(g, torch.Tensor) and g.is_floating_point() and bool(g.isnan().any()),
+              "some centres are NaN",
+              "NaN comes from 0 / 0: a cluster with no points on any rank (or on one rank, if you divide "
+              "per rank). Add up first, divide once, and keep the old centre where the total count is 0.")],
+    wrong=[(_mean_of_means,
+            "you averaged the ranks' own means: that weighs a rank with 2 points like a rank with 6, a "
+            "biased centre whenever the shards are uneven. Add the sums and the counts over the ranks, then "
+            "divide once."),
+           (lambda s, c, old: (s.sum(0) / c.sum(0).clamp_min(1)[:, None]).to(old.dtype),
+            "a cluster with no points on any rank jumped to the origin: it should keep its old centre "
+            "(torch.where(counts[:, None] > 0, means, old))."),
+           (lambda s, c, old: torch.where(c.sum(0)[:, None] > 0, s.sum(0) / c.sum(0).clamp_min(1)[:, None],
+                                          old.double()),
+            "your centres are float64, the dtype of the sums: return old's dtype, `.to(old.dtype)`.")]))
+
+# %% ../nbs/92_exercises.ipynb #cae3441a
+def _allreduce_bytes(n, k, D, itemsize):
+    """Bytes one Lloyd iteration all-reduces, as lesson 11 lays out its buffer: the k·D sums, the
+    k counts, the inertia and the number of changed labels, each an `itemsize`-byte number. n,
+    the number of points, is given to tempt you: does it matter?"""
+    return (k * D + k + 2) * itemsize          # sums | counts | inertia | changed; never n
+
+_register(_Spec('allreduce_bytes', '11', "bytes all-reduced per iteration: sums, counts and two numbers",
+    _allreduce_bytes, "the buffer is sums (k·D numbers) | counts (k) | inertia (1) | changed labels (1); "
+    "multiply the number of numbers by itemsize. The points never travel.",
+    cases=lambda: [_Case(f"n={n:,}, k={k:,}, D={D}, itemsize={s}", (n, k, D, s), note=note)
+                   for n, k, D, s, note in [
+        (1500, 6, 2, 8, "the lesson's first example: 6·2 + 6 + 2 numbers"),
+        (10**9, 10**5, 128, 8, "the big job of the lesson: 10^9 points, k = 10^5"),
+        (0, 3, 4, 4, "a rank with no points still takes part in the all-reduce"),
+        (10, 1, 1, 8, "one cluster in 1-D"),
+        (10**6, 1000, 64, 4, "float32 numbers: 4 bytes each")]],
+    wrong=[(lambda n, k, D, s: (k * D + k) * s,
+            "the inertia and the count of changed labels travel in the same buffer: 2 more numbers."),
+           (lambda n, k, D, s: (k * D + 2) * s,
+            "the counts are missing: a mean is a sum divided by a count, so the k counts are all-reduced "
+            "with the sums."),
+           (lambda n, k, D, s: k * D + k + 2,
+            "that is a number of numbers: multiply by itemsize for bytes."),
+           (lambda n, k, D, s: (n * D + k * D + k + 2) * s,
+            "the points (n·D numbers) never travel: each rank reduces its own points to k·D sums and k counts."),
+           (lambda n, k, D, s: (n + k * D + k + 2) * s,
+            "the labels (n numbers) never travel: only the per-cluster sums, counts and two scalars.")]))

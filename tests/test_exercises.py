@@ -281,6 +281,41 @@ def acc_count(labels, target, k):
     return counts.max(1).values.sum().item()
 
 
+def mask_ge(upper, lower, half_gap): return upper >= torch.maximum(lower, half_gap)
+def mask_min(upper, lower, half_gap): return upper > torch.minimum(lower, half_gap)
+def mask_no_gap(upper, lower, half_gap): return upper > lower
+def mask_safe(upper, lower, half_gap): return upper <= torch.maximum(lower, half_gap)
+def mask_float(upper, lower, half_gap): return (upper > torch.maximum(lower, half_gap)).float()
+
+def bounds_own_shift(upper, lower, labels, shift): return upper + shift[labels], lower - shift[labels]
+def bounds_lesson_max(upper, lower, labels, shift): return upper + shift[labels], lower - shift.max()
+def bounds_inplace(upper, lower, labels, shift):
+    other = torch.stack([torch.cat([shift[:j], shift[j + 1:]]).max() for j in labels.tolist()])
+    upper += shift[labels]
+    lower -= other
+    return upper, lower
+def bounds_swapped(upper, lower, labels, shift): return lower - shift.max(), upper + shift[labels]
+
+def merge_mean_of_means(sums, counts, old):
+    means = sums / counts[..., None]                    # each rank's means: NaN where a rank saw none
+    return torch.nanmean(means, 0).to(old.dtype)
+def merge_mean_of_means_safe(sums, counts, old):
+    seen = counts > 0
+    means = (sums / counts.clamp_min(1)[..., None] * seen[..., None]).sum(0) / seen.sum(0).clamp_min(1)[:, None]
+    return torch.where(seen.any(0)[:, None], means, old.double()).to(old.dtype)
+def merge_nan(sums, counts, old): return (sums.sum(0) / counts.sum(0)[:, None]).to(old.dtype)
+def merge_zero(sums, counts, old): return (sums.sum(0) / counts.sum(0).clamp_min(1)[:, None]).to(old.dtype)
+def merge_float64(sums, counts, old):
+    n = counts.sum(0)
+    return torch.where(n[:, None] > 0, sums.sum(0) / n.clamp_min(1)[:, None], old.double())
+
+def bytes_no_scalars(n, k, D, itemsize): return (k * D + k) * itemsize
+def bytes_no_counts(n, k, D, itemsize): return (k * D + 2) * itemsize
+def bytes_numbers(n, k, D, itemsize): return k * D + k + 2
+def bytes_points(n, k, D, itemsize): return (n * D + k * D + k + 2) * itemsize
+def bytes_labels(n, k, D, itemsize): return (n + k * D + k + 2) * itemsize
+
+
 WRONG = {   # name: [(wrong answer, words its verdict must contain)]
     'centre': [(centre_rows, "ROW's mean"), (centre_global, "one overall mean"),
                (centre_inplace, "changed its input `x`")],
@@ -332,6 +367,15 @@ WRONG = {   # name: [(wrong answer, words its verdict must contain)]
     'quantise_colours': [(quant_labels, "labels"), (quant_farthest, "farthest")],
     'contingency': [(cont_transposed, "transposed"), (cont_no_accumulate, "accumulate"), (cont_float, "int64")],
     'majority_accuracy': [(acc_raw, "arbitrary"), (acc_count, "fraction")],
+    'hamerly_mask': [(mask_ge, "Use `>`"), (mask_min, "SMALLER"), (mask_no_gap, "forgot half_gap"),
+                     (mask_safe, "SAFE points"), (mask_float, "bool tensor")],
+    'update_bounds': [(bounds_own_shift, "OWN centre's shift"), (bounds_lesson_max, "lesson's bound"),
+                      (bounds_inplace, "changed its input `upper`"), (bounds_swapped, "(lower, upper)")],
+    'merge_partials': [(merge_mean_of_means, "averaged the ranks' own means"), (merge_mean_of_means_safe, "averaged the ranks' own means"),
+                       (merge_nan, "0 / 0"), (merge_zero, "jumped to the origin"), (merge_float64, "old's dtype")],
+    'allreduce_bytes': [(bytes_no_scalars, "2 more numbers"), (bytes_no_counts, "counts are missing"),
+                        (bytes_numbers, "itemsize"), (bytes_points, "points (n·D numbers) never travel"),
+                        (bytes_labels, "labels (n numbers) never travel")],
 }
 
 RIGHT_BY_ANOTHER_ROUTE = [('pca_2d', pca_eigh), ('meanshift_step', ms_loop_right),
@@ -528,10 +572,16 @@ def test_names_lists_enough_exercises_in_every_lesson():
     assert len(listing) >= 25
     assert len({e.name for e in listing}) == len(listing)
     lessons = [e.lesson for e in listing]
-    assert set(lessons) == {f"{i:02d}" for i in range(10)}
-    assert all(2 <= lessons.count(f"{i:02d}") <= 4 for i in range(10))
+    with_exercises = {f"{i:02d}" for i in range(10)} | {'05b', '11'}   # 10, the command line: none
+    assert set(lessons) == with_exercises
+    assert all(2 <= lessons.count(lesson) <= 4 for lesson in with_exercises)
     assert all(e.summary for e in listing)
     assert [e.name for e in ex.names(4)] == [e.name for e in listing if e.lesson == '04']
+    assert [e.name for e in ex.names('05b')] == ['hamerly_mask', 'update_bounds']
+    assert [e.name for e in ex.names('5b')] == [e.name for e in ex.names('05b')]
+    assert [e.name for e in ex.names(11)] == ['merge_partials', 'allreduce_bytes']
+    with pytest.raises(ValueError, match="lesson number"):
+        ex.names('bounds')
     assert 'sq_dists' in repr(listing) and '01' in repr(listing)
     for name in ('sq_dists', 'assign_labels', 'update_centroids', 'init_forgy', 'init_kmeans_plusplus', 'kmeans',
                  'meanshift_step', 'gaussian_kernel', 'iou_wh', 'chunked_assign'):
