@@ -9,9 +9,9 @@ __all__ = ['KMeans', 'kmeans', 'k_means', 'kmeans_plusplus', 'MeanShift', 'mean_
            'register_distance', 'get_distance', 'CosineDistance', 'IoUDistance', 'iou_distance', 'ConvergenceWarning',
            'NotFittedError', 'InvalidParameterError', 'check_array', 'get_device', 'benchmark', 'peak_memory_mb',
            'sample_blobs', 'plot_data', 'cluster_colors', 'animate_kmeans', 'animate_points', 'show_animation',
-           'save_animation', 'kmeans_explorer']
+           'save_animation', 'kmeans_explorer', 'MiniBatchKMeans', 'distributed_fit', 'distributed_lloyd']
 
-# %% ../nbs/index.ipynb #2d5c89e2
+# %% ../nbs/index.ipynb #5a1fe5ac
 __version__ = '0.1.0'   # the same as settings.ini's `version` (tests/test_package.py checks)
 import importlib
 from .validation import ConvergenceWarning, NotFittedError, InvalidParameterError, check_array, get_device
@@ -25,10 +25,11 @@ from .meanshift import MeanShift, mean_shift, estimate_bandwidth, get_bin_seeds
 from .cosine_iou import CosineDistance, IoUDistance, iou_distance
 from .bench import benchmark, peak_memory_mb
 
-# matplotlib and ipywidgets cost about half a second to import: these load on first use.
+# matplotlib and ipywidgets cost about half a second to import, torch.distributed about 20 ms: these load on first use.
 _LAZY = {'sample_blobs': 'data', 'plot_data': 'data', 'cluster_colors': 'data', 'animate_kmeans': 'animation',
          'animate_points': 'animation', 'show_animation': 'animation', 'save_animation': 'animation',
-         'kmeans_explorer': 'animation'}
+         'kmeans_explorer': 'animation', 'MiniBatchKMeans': 'streaming', 'distributed_fit': 'distributed',
+         'distributed_lloyd': 'distributed'}
 
 def __getattr__(name):
     if name in _LAZY: return getattr(importlib.import_module(f"kmeans_lessons.{_LAZY[name]}"), name)
@@ -42,4 +43,5 @@ _all_ = ['KMeans', 'kmeans', 'k_means', 'kmeans_plusplus', 'MeanShift', 'mean_sh
          'FunctionDistance', 'register_distance', 'get_distance', 'CosineDistance', 'IoUDistance', 'iou_distance',
          'ConvergenceWarning', 'NotFittedError', 'InvalidParameterError', 'check_array', 'get_device', 'benchmark',
          'peak_memory_mb', 'sample_blobs', 'plot_data', 'cluster_colors', 'animate_kmeans', 'animate_points',
-         'show_animation', 'save_animation', 'kmeans_explorer']
+         'show_animation', 'save_animation', 'kmeans_explorer', 'MiniBatchKMeans', 'distributed_fit',
+         'distributed_lloyd']

@@ -115,6 +115,8 @@ def build_parser():
     a.add_argument('--voronoi', action='store_true', help='shade the Voronoi regions (2-D data only)')
     a.add_argument('--no-trails', action='store_true', help="don't draw the centroids' paths")
     a.set_defaults(run=_animate, parser=a)
+    from kmeans_lessons.distributed import add_fit_parser    # `fit` (lesson 11): alone or under torchrun
+    add_fit_parser(sub)
     return p
 
 # %% ../nbs/10_cli.ipynb #335620bb
