@@ -14,7 +14,11 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20   # bytes of scratch memory for one block of
 CPU_MAX_CHUNK = 2048                  # on the CPU, blocks are at least this many rows...
 CPU_BLOCK_BYTES = 4 * 2**20           # ...and otherwise about this big: they stay in cache
 
-def chunk_rows(n_rows, n_cols, itemsize=4, memory_budget=None, device='cpu'):
+def chunk_rows(n_rows,             # rows to cover (N)
+               n_cols,             # columns of one block (k)
+               itemsize=4,         # bytes per number
+               memory_budget=None, # bytes for a block and one temporary like it (None: 256 MiB)
+               device='cpu'):      # on the CPU blocks stay near cache size
     """Rows per block so that a (rows, n_cols) block, and one temporary like it, fit in
     `memory_budget` bytes."""
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
@@ -26,7 +30,12 @@ def chunk_rows(n_rows, n_cols, itemsize=4, memory_budget=None, device='cpu'):
     return int(min(rows, max(1, n_rows)))
 
 # %% ../nbs/02_assignment.ipynb #03ccdddf
-def assign(X, C, distance=None, *, chunk_size=None, memory_budget=None):
+def assign(X,                  # points (N, D)
+           C,                  # centres (k, D)
+           distance=None,      # a name, `Distance` or function (see `get_distance`); None: Euclidean
+           *,
+           chunk_size=None,    # rows per block (None: from `memory_budget`)
+           memory_budget=None): # bytes of scratch memory for one block
     """Nearest centre for every row of `X` (N, D) among `C` (k, D), block by block so the (N, k)
     distance matrix never exists. Returns `(labels (N,), dists (N,))`."""
     dist = get_distance(distance)

@@ -10,7 +10,11 @@ import time
 import torch
 
 # %% ../nbs/05_gpu.ipynb #f9107417
-def benchmark(f, *, warmup=1, repeat=5, device=None):
+def benchmark(f,           # a function of no arguments
+              *,
+              warmup=1,    # calls not timed, first
+              repeat=5,    # timed calls; the median is returned
+              device=None): # synchronise this CUDA device around each call
     "Median wall time of `f()` in seconds, after `warmup` calls; synchronises `device` if a GPU."
     dev = torch.device(device) if device is not None else None
     sync = torch.cuda.synchronize if dev is not None and dev.type == 'cuda' else (lambda: None)
@@ -22,7 +26,11 @@ def benchmark(f, *, warmup=1, repeat=5, device=None):
     return sorted(times)[len(times) // 2]
 
 # %% ../nbs/05_gpu.ipynb #36149b85
-def compare(fns, *, rounds=11, warmup=1, device=None):
+def compare(fns,         # {name: function of no arguments}
+            *,
+            rounds=11,   # timed rounds, each calling every function once
+            warmup=1,    # untimed rounds first
+            device=None): # synchronise this CUDA device around each call
     """Time each function of the dict `fns` {name: f} once per round, interleaved, for `rounds`
     rounds. Returns {name: (median, first quartile, third quartile)} in seconds."""
     for f in fns.values():
@@ -35,7 +43,8 @@ def compare(fns, *, rounds=11, warmup=1, device=None):
     return {name: tuple(torch.tensor(t, dtype=torch.float64).quantile(q).tolist())
             for name, t in times.items()}
 
-def overlap(a, b):
+def overlap(a, # one `compare` result (median, q1, q3)
+            b): # another
     "Do the middle halves (quartile ranges) of two `compare` results overlap?"
     return a[1] <= b[2] and b[1] <= a[2]
 

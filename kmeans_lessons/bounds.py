@@ -248,8 +248,16 @@ def _check(X, C):
         raise TypeError(f"X and C must be floating point with the same dtype and device; got "
                         f"{X.dtype} on {X.device} and {C.dtype} on {C.device}")
 
-def hamerly(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_size=None,
-            memory_budget=None, keep_history=True):
+def hamerly(X,                  # points (N, D)
+            C,                  # starting centres (k, D)
+            distance=None,      # a name, `Distance` or function; anything but exact Euclidean runs `lloyd`
+            *,
+            max_iter=300,       # most iterations
+            tol=0.0,            # stop when the total squared centre shift is <= tol (absolute)
+            verbose=False,      # print each iteration
+            chunk_size=None,    # rows per block (None: from memory_budget)
+            memory_budget=None, # bytes of scratch memory for one block (the bounds must fit in it too)
+            keep_history=True): # keep the centres of every iteration
     """Lloyd's iterations from centres `C` with Hamerly's bounds (2010): the same labels, centres
     (to float rounding), `n_iter` and stopping rule as `lloyd`, but a point's distances are
     computed only when its bounds can't prove it keeps its centre. Extra memory: a few (N,)
@@ -420,8 +428,17 @@ def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack):
     return d, move(X, C, labels, d, idx, lab), 1 - len(idx) / N
 
 # %% ../nbs/05b_bounds.ipynb #0afb19da
-def yinyang(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_size=None,
-            memory_budget=None, keep_history=True, n_groups=None):
+def yinyang(X,                  # points (N, D)
+            C,                  # starting centres (k, D)
+            distance=None,      # a name, `Distance` or function; anything but exact Euclidean runs `lloyd`
+            *,
+            max_iter=300,       # most iterations
+            tol=0.0,            # stop when the total squared centre shift is <= tol (absolute)
+            verbose=False,      # print each iteration
+            chunk_size=None,    # rows per block (None: from memory_budget)
+            memory_budget=None, # bytes of scratch memory for one block (the bounds must fit in it too)
+            keep_history=True, # keep the centres of every iteration
+            n_groups=None): # groups of centres (None: ceil(k / 10), fewer if the bounds exceed memory_budget)
     """Lloyd's iterations from centres `C` with Yinyang's group bounds (Ding et al., 2015): the
     same results as `lloyd` and `hamerly`. The centres form `n_groups` groups (default ceil(k/10));
     each point keeps one lower bound per group, N*t*itemsize bytes, which must fit in
@@ -457,7 +474,10 @@ def yinyang(X, C, distance=None, *, max_iter=300, tol=0.0, verbose=False, chunk_
 ALGORITHMS = {'lloyd': lloyd, 'hamerly': hamerly, 'yinyang': yinyang}
 
 # %% ../nbs/05b_bounds.ipynb #a9348fb4
-def choose_algorithm(n, d, k, device='cpu'):
+def choose_algorithm(n,            # number of points
+                     d,            # number of features
+                     k,            # number of clusters
+                     device='cpu'): # where the fit runs
     """What `algorithm='auto'` runs for `n` points with `d` features and `k` clusters on `device`:
     the crossovers measured by `benchmarks/bench_bounds.py` on a CPU (provisional, one run)."""
     if torch.device(device).type != 'cpu': return 'lloyd'   # not measured on a GPU yet

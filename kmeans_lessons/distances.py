@@ -12,7 +12,8 @@ import torch
 from .update import cluster_means
 
 # %% ../nbs/01_distances.ipynb #e3e6b9a0
-def sq_dists(x, c):
+def sq_dists(x, # points (n, D)
+             c): # centres (k, D)
     """Squared Euclidean distances between the rows of `x` (n, D) and `c` (k, D), shape (n, k):
     the expansion, clamped at 0."""
     xx = (x * x).sum(1, keepdim=True)                             # (n, 1)
@@ -65,7 +66,7 @@ class Distance:
 
 # %% ../nbs/01_distances.ipynb #b2805f51
 @contextmanager
-def cuda_matmul_tf32(enabled):
+def cuda_matmul_tf32(enabled:bool): # allow TF32 matrix multiplies on CUDA inside the block
     "Set `torch.backends.cuda.matmul.allow_tf32` inside the block; put the old value back after."
     old = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = enabled
@@ -109,11 +110,12 @@ class FunctionDistance(Distance):
 
 DISTANCES = {'euclidean': SqEuclidean, 'sqeuclidean': SqEuclidean}
 
-def register_distance(name, cls):
+def register_distance(name:str, # the name `KMeans(distance=name)` will take
+                      cls):     # a `Distance` subclass, built with no arguments
     "Make `KMeans(distance=name)` build a `cls()`."
     DISTANCES[name] = cls
 
-def get_distance(distance):
+def get_distance(distance): # a name, a `Distance` (instance or class), a function (x, c) -> (n, k), or None
     """A `Distance` from a name, a `Distance` instance or class, or a function `(x, c) -> (n, k)`;
     None means Euclidean."""
     if distance is None: return SqEuclidean()

@@ -14,7 +14,11 @@ from .assignment import assign, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 
 # %% ../nbs/04_kmeans.ipynb #da53d176
-def init_forgy(X, k, generator=None, distance=None, sample_weight=None):
+def init_forgy(X,                  # points (N, D)
+               k,                  # number of centres
+               generator=None,     # a torch.Generator (None: the global one)
+               distance=None,      # unused: for the same signature as the other inits
+               sample_weight=None): # weights (N,): heavier points are likelier picks
     """Forgy: k distinct data points, drawn without replacement (with probability proportional to
     their weights)."""
     if sample_weight is None: idx = torch.randperm(X.shape[0], generator=generator)[:k]   # (k,)
@@ -23,7 +27,11 @@ def init_forgy(X, k, generator=None, distance=None, sample_weight=None):
     return X[idx.to(X.device)].clone()
 
 # %% ../nbs/04_kmeans.ipynb #3bf2f3b4
-def init_random_partition(X, k, generator=None, distance=None, sample_weight=None):
+def init_random_partition(X,                  # points (N, D)
+                          k,                  # number of centres
+                          generator=None,     # a torch.Generator
+                          distance=None,      # the `Distance` whose `centre` gives the means
+                          sample_weight=None): # weights (N,), or None
     """Random partition: a random label for every point (each cluster gets at least one); centres
     are the means."""
     N = X.shape[0]
@@ -36,7 +44,9 @@ def init_random_partition(X, k, generator=None, distance=None, sample_weight=Non
 # %% ../nbs/04_kmeans.ipynb #cbe7a30b
 class progress_bar:
     "A `tqdm.auto` bar over `total` steps when `verbose`, shown after 1 s; else a silent stand-in."
-    def __init__(self, total, desc, verbose=False):
+    def __init__(self, total, # number of steps
+                 desc,        # label shown before the bar
+                 verbose=False): # False: a silent stand-in
         self.verbose, self.desc, self.bar = verbose, desc, None
         if verbose:
             from tqdm.auto import tqdm
@@ -54,8 +64,17 @@ class progress_bar:
         if message: print(f"{self.desc}: {message}")
 
 # %% ../nbs/04_kmeans.ipynb #03578f87
-def lloyd(X, C, distance=None, *, sample_weight=None, max_iter=300, tol=0.0, verbose=False,
-          chunk_size=None, memory_budget=None, keep_history=True):
+def lloyd(X,                  # points (N, D)
+          C,                  # starting centres (k, D)
+          distance=None,      # a name, `Distance` or function; None: Euclidean
+          *,
+          sample_weight=None, # weights (N,), or None
+          max_iter=300,       # most iterations
+          tol=0.0,            # stop when the total squared centre shift is <= tol (absolute)
+          verbose=False,      # show a progress bar and how the run stopped
+          chunk_size=None,    # rows per assignment block (None: from memory_budget)
+          memory_budget=None, # bytes of scratch memory for one block
+          keep_history=True): # keep the centres of every iteration
     """Lloyd's iterations from centres `C`, stopping as scikit-learn does: when the labels stop
     changing, when the total squared centre shift is <= `tol` (absolute), or after `max_iter`
     iterations. Returns a dict: centres, labels, inertia, n_iter, converged, history (centres per
@@ -86,8 +105,13 @@ def lloyd(X, C, distance=None, *, sample_weight=None, max_iter=300, tol=0.0, ver
                 history=history if keep_history else [C], inertias=torch.stack(inertias))
 
 # %% ../nbs/04_kmeans.ipynb #ec5d0e45
-def kmeans_plusplus_indices(X, k, generator=None, distance=None, n_local_trials=None,
-                            sample_weight=None, verbose=False):
+def kmeans_plusplus_indices(X,                   # points (N, D)
+                            k,                   # number of centres
+                            generator=None,      # a torch.Generator
+                            distance=None,       # a name, `Distance` or function; None: Euclidean
+                            n_local_trials=None, # candidates per centre (None: 2 + floor(ln k))
+                            sample_weight=None,  # weights (N,), or None
+                            verbose=False):      # show a progress bar
     """Greedy k-means++: the indices (k,) of the chosen points. Each new centre is the best of
     `2 + floor(ln k)` candidates, drawn with probability proportional to (weight x) distance to
     the nearest centre chosen so far; the best lowers the total (weighted) distance the most."""
@@ -130,8 +154,13 @@ def kmeans_plusplus_indices(X, k, generator=None, distance=None, n_local_trials=
     bar.close()
     return chosen
 
-def init_kmeans_plusplus(X, k, generator=None, distance=None, n_local_trials=None,
-                         sample_weight=None, verbose=False):
+def init_kmeans_plusplus(X,                   # points (N, D)
+                         k,                   # number of centres
+                         generator=None,      # a torch.Generator
+                         distance=None,       # a name, `Distance` or function; None: Euclidean
+                         n_local_trials=None, # candidates per centre (None: 2 + floor(ln k))
+                         sample_weight=None,  # weights (N,), or None
+                         verbose=False):      # show a progress bar
     "Greedy k-means++ centres (k, D): see `kmeans_plusplus_indices`."
     idx = kmeans_plusplus_indices(X, k, generator, distance, n_local_trials, sample_weight,
                                   verbose)                                   # (k,)

@@ -9,7 +9,10 @@ __all__ = ['cluster_means', 'update_centroids']
 import torch
 
 # %% ../nbs/03_update.ipynb #fcf48a0c
-def cluster_means(X, labels, k, sample_weight=None):
+def cluster_means(X,                  # points (N, D)
+                  labels,             # cluster of each point (N,), in [0, k)
+                  k,                  # number of clusters
+                  sample_weight=None): # weights (N,), or None for 1 each
     """(Weighted) mean of the points in each cluster, (k, D). Empty clusters (no points, or zero
     total weight) get 0: callers handle them."""
     w = sample_weight
@@ -20,8 +23,13 @@ def cluster_means(X, labels, k, sample_weight=None):
     return sums / counts.clamp_min(torch.finfo(X.dtype).tiny)[:, None]
 
 # %% ../nbs/03_update.ipynb #af80e268
-def update_centroids(X, labels, C, dists=None, distance=None, empty='farthest',
-                     sample_weight=None):
+def update_centroids(X,                  # points (N, D)
+                     labels,             # each point's cluster (N,)
+                     C,                  # the old centres (k, D)
+                     dists=None,         # each point's distance to its centre (N,); 'farthest' needs it
+                     distance=None,      # None (the mean) or a `Distance`, whose `centre` is used
+                     empty='farthest',   # 'farthest' or 'keep': what an empty cluster gets
+                     sample_weight=None): # weights (N,), or None
     """The M-step: new centres (k, D) from the assignment `labels` of `X` to the old centres `C`.
     An empty cluster either keeps its old centre (`empty='keep'`) or takes the point farthest from
     its own centre (`empty='farthest'`, which needs `dists`), as scikit-learn does. `distance` is
