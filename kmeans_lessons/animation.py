@@ -179,8 +179,18 @@ def _history(X, km_or_history):
     return hist, distance, inertias
 
 # %% ../nbs/06_animation.ipynb #8b6bca95
-def animate_kmeans(X, km_or_history, *, trails=True, voronoi=False, interval=500, repeat=False,
-                   figsize=_FIGSIZE, dpi=_DPI, s=4, alpha=0.6, title='iteration {i} · inertia {inertia:,.1f}'):
+def animate_kmeans(X, # points (N, D)
+                   km_or_history, # a fitted `KMeans` (its `history_`), or a list of (k, D) centres
+                   *,
+                   trails=True, # draw each centre's path so far
+                   voronoi=False, # shade the Voronoi regions (2-D only)
+                   interval=500, # milliseconds per frame
+                   repeat=False, # loop the animation
+                   figsize=_FIGSIZE, # inches
+                   dpi=_DPI, # pixels per inch (600 px frames by default)
+                   s=4, # marker size
+                   alpha=0.6, # marker opacity
+                   title='iteration {i} · inertia {inertia:,.1f}'): # formatted with `i` and `inertia`
     """A `FuncAnimation` of k-means converging on `X` (N, D): one frame per entry of the centroid history
     (a fitted `KMeans`'s `history_`, or a list of (k, D) tensors). Frame `i` shows the points coloured by their
     nearest centre in `history[i]`, the centres, each centre's path so far (`trails`), optionally the Voronoi
@@ -243,7 +253,11 @@ def _show_first_frame(page):
     return re.sub(r'<img id="(_anim_img\w+)">', lambda m: f'<img id="{m[1]}" src="{first[1]}" width="{w}" '
                   f'height="{h}" alt="the animation, frame 0">', page, count=1)
 
-def animation_html(anim, *, fps=None, embed_limit=None, colors=256):
+def animation_html(anim, # a matplotlib `FuncAnimation`
+                   *,
+                   fps=None, # frames per second (None: the animation's own)
+                   embed_limit=None, # MB past which an `AnimationSizeWarning` is given
+                   colors=256): # palette size of the frames (None: full colour)
     """`anim.to_jshtml()` with every frame kept, smaller frames, the first frame shown from the start and no outside
     resource. Matplotlib silently drops the frames past `rcParams['animation.embed_limit']` (20 MB); here the limit
     is raised while rendering and an `AnimationSizeWarning` says when the result is bigger than `embed_limit` MB
@@ -268,14 +282,27 @@ def jshtml_frame_count(page):
     "How many frames a `to_jshtml` page embeds."
     return len(re.findall(r'frames\[\d+\] = "data:image/', page))
 
-def show_animation(anim, *, fps=None, embed_limit=None, colors=256):
+def show_animation(anim, # a matplotlib `FuncAnimation`
+                   *,
+                   fps=None, # frames per second (None: the animation's own)
+                   embed_limit=None, # MB past which an `AnimationSizeWarning` is given
+                   colors=256): # palette size of the frames (None: full colour)
     "Display `anim` in Jupyter as an interactive JavaScript player (`IPython.display.HTML`), never dropping frames."
     from IPython.display import HTML
     return HTML(animation_html(anim, fps=fps, embed_limit=embed_limit, colors=colors))
 
 # %% ../nbs/06_animation.ipynb #81e0c8c6
-def animate_points(frames, labels=None, centres=None, *, title='frame {i}', interval=300, repeat=False,
-                   figsize=_FIGSIZE, dpi=_DPI, s=4, alpha=0.6):
+def animate_points(frames, # a list of (N, D) point sets, one per frame
+                   labels=None, # cluster of each point (N,)
+                   centres=None, # centres (k, D) to draw in every frame
+                   *,
+                   title='frame {i}', # formatted with `i`
+                   interval=300, # milliseconds per frame
+                   repeat=False, # loop the animation
+                   figsize=_FIGSIZE, # inches
+                   dpi=_DPI, # pixels per inch
+                   s=4, # marker size
+                   alpha=0.6): # marker opacity
     """A `FuncAnimation` of a point cloud moving: `frames` is a sequence of (N, D) arrays or tensors (or one
     (T, N, D) tensor), one per frame, D = 2 or 3 (more features: PCA of the first frame).
     `labels`: None (one colour), one (N,) int array for every frame, or a sequence of them, one per frame.
@@ -319,7 +346,13 @@ def animate_points(frames, labels=None, centres=None, *, title='frame {i}', inte
 _PAGE_CSS = (f'<style>body{{font-family:{_FONT};margin:1.5em;color:#222}} h1{{font-size:1.4em;margin:0 0 .3em}}'
              f' p{{margin:0 0 1em;color:#444}} button,input,label{{font-family:inherit}}</style>')
 
-def save_animation(anim, path, fps=None, *, embed_limit=None, title=None, subtitle=None):
+def save_animation(anim, # a matplotlib `FuncAnimation`
+                   path, # a `.gif` or `.html` file
+                   fps=None, # frames per second (None: the animation's own)
+                   *,
+                   embed_limit=None, # MB past which an `AnimationSizeWarning` is given (html)
+                   title=None, # the page's heading (html; None: the file's name)
+                   subtitle=None): # a line under the heading (html)
     """Save `anim` as a `.gif` (Pillow, no ffmpeg needed) or as a self-contained `.html` page (the jshtml player
     under a heading, `title` or else the file's name, and an optional `subtitle` line, all in one sans-serif font).
     `fps` defaults to the animation's own speed. Returns the path."""
@@ -407,6 +440,8 @@ class KMeansExplorer:
         data['text/plain'] = f"KMeansExplorer(k={self.k.value}, seed={self.seed.value}, init={self.init.value!r})"
         return data
 
-def kmeans_explorer(X, k=6, **kwargs):
+def kmeans_explorer(X,         # points (N, D)
+                    k=6,       # the starting number of clusters
+                    **kwargs): # `KMeansExplorer` options: seed, init, max_iter, k_max, trails, voronoi, ...
     "An interactive `KMeansExplorer` for `X`; display it (last line of a cell) to use it. Keywords go to `KMeansExplorer`."
     return KMeansExplorer(X, k, **kwargs)

@@ -65,7 +65,7 @@ def _index_column(header, a):
         return "it has no name and counts the rows 0, 1, 2, ..."
     return None
 
-def load_points(path):
+def load_points(path): # a `.npy` or `.csv` file of points, one per row
     """Points (N, D) from a `.csv` (comma-separated numbers, an optional header line) or a `.npy` file.
     A CSV's row index (see above) is dropped, with an `IndexColumnWarning`.
     Raises ValueError with the reason when the file is missing or does not hold a 2-D numeric table."""

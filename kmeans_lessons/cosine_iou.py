@@ -39,7 +39,8 @@ class CosineDistance(Distance):
         return float(F.normalize(X, dim=1).var(0, unbiased=False).mean())
 
 # %% ../nbs/08_distances.ipynb #b2e9313c
-def iou_distance(boxes, anchors):
+def iou_distance(boxes,   # (n, 2) widths and heights, > 0
+                 anchors): # (k, 2) widths and heights, > 0
     """`1 - IoU` of every box (n, 2) with every anchor (k, 2), both given as (w, h) and centred on
     each other: (n, k). Intersection `min(w1, w2) * min(h1, h2)`, union
     `w1 * h1 + w2 * h2 - intersection`."""

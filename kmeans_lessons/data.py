@@ -11,8 +11,15 @@ import torch
 from torch.distributions.multivariate_normal import MultivariateNormal
 
 # %% ../nbs/00_data.ipynb #b130357c
-def sample_blobs(n_clusters=6, n_samples=250, n_features=2, *, box=35.0, var=5.0, seed=None,
-                 generator=None, dtype=torch.float32):
+def sample_blobs(n_clusters=6, # number of blobs
+                 n_samples=250, # points per blob
+                 n_features=2, # dimensions
+                 *,
+                 box=35.0, # true centres are uniform in [-box, box] per feature
+                 var=5.0, # each blob's covariance is `var * I`
+                 seed=None, # an int for a repeatable draw (not together with `generator`)
+                 generator=None, # a torch.Generator to draw from
+                 dtype=torch.float32): # dtype of the points
     """Gaussian blobs: `n_samples` points around each of `n_clusters` centres drawn uniformly in [-box, box]^D,
     each blob with covariance `var * I`. Returns `(data (N, D), labels (N,), centroids (k, D))`, blob by blob."""
     if not isinstance(n_clusters, int) or n_clusters < 1: raise ValueError(f"n_clusters must be a positive int, got {n_clusters!r}")
@@ -33,7 +40,7 @@ def sample_blobs(n_clusters=6, n_samples=250, n_features=2, *, box=35.0, var=5.0
     return data, labels, centroids.to(dtype)
 
 # %% ../nbs/00_data.ipynb #c0104c01
-def cluster_colors(k):
+def cluster_colors(k): # number of clusters
     "`k` distinct RGBA colours (k, 4), colour `j` for cluster `j`: tab10 up to 10 clusters, tab20 up to 20, then turbo."
     from matplotlib import colormaps
     if k <= 10: return colormaps['tab10'](range(k))
@@ -44,7 +51,15 @@ def cluster_colors(k):
 def _np(t): return t.detach().cpu().numpy() if torch.is_tensor(t) else t
 
 # %% ../nbs/00_data.ipynb #b7a7d1a2
-def plot_data(data, centroids=None, labels=None, *, ax=None, title=None, s=2, alpha=0.6, cmap=None):
+def plot_data(data, # points (N, 2) or (N, 3)
+              centroids=None, # centres (k, D) drawn as crosses
+              labels=None, # cluster of each point (N,): colours
+              *,
+              ax=None, # matplotlib axes (None: a new figure)
+              title=None, # axes title
+              s=2, # marker size
+              alpha=0.6, # marker opacity
+              cmap=None): # a colormap instead of `cluster_colors` (cluster j in colour j)
     """Scatter 2-D or 3-D `data` coloured by `labels`, with `centroids` as black-and-magenta crosses; returns the axes.
     Label `j` gets `cluster_colors(k)[j]` (k = largest label + 1), the colours of the animations; a negative label
     (no cluster) is grey. `cmap`, a matplotlib colormap name, spreads the labels over that colormap instead."""

@@ -249,9 +249,19 @@ def _setup(comm, X_local, k, C, distance, device, block_bytes, values):
     return rows, dist_, counts
 
 # %% ../nbs/11_scaling.ipynb #476a5e3c
-def distributed_lloyd(X_local, C, distance=None, *, process_group=None, max_iter=300, tol=0.0,
-                      verbose=False, memory_budget=None, keep_history=True, shift=None,
-                      device=None, callback=None):
+def distributed_lloyd(X_local, # this rank's rows: a tensor, NumPy array, memmap or `.npy` path
+                      C, # starting centres (k, D), the same on every rank
+                      distance=None, # a name, `Distance` or function; None: Euclidean
+                      *,
+                      process_group=None, # the ranks (None: this process alone)
+                      max_iter=300, # most iterations
+                      tol=0.0, # stop when the total squared centre shift is <= tol (absolute)
+                      verbose=False, # report each iteration on rank 0
+                      memory_budget=None, # bytes of scratch memory for one block
+                      keep_history=True, # keep the centres of every iteration
+                      shift=None, # work on `X_local - shift` (D,), e.g. the global mean
+                      device=None, # where to compute
+                      callback=None): # `callback(i, centres, inertia)` after each iteration
     """`lloyd` across the ranks of `process_group` (None: this process alone), each with its own
     rows `X_local` (a tensor, array, memmap or `.npy` path, streamed block by block), from the same
     centres `C` (k, D) on every rank, on `X_local - shift` when `shift` (D,) is given. Each
@@ -366,10 +376,23 @@ def _seed_all(seed, comm):
     return torch.Generator().manual_seed(hi << 32 | lo)
 
 # %% ../nbs/11_scaling.ipynb #32a86d2d
-def distributed_fit(X_local, k, *, init='k-means++', n_init=1, max_iter=300, tol=1e-4,
-                    random_state=None, distance='euclidean', device=None, verbose=False,
-                    memory_budget=None, keep_history=True, init_size=None, block_bytes=None,
-                    process_group=None, callback=None):
+def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap or `.npy` path
+                    k, # number of clusters
+                    *,
+                    init='k-means++', # 'k-means++', another of `INITS`' names, or (k, D) centres
+                    n_init=1, # runs; the lowest inertia is kept
+                    max_iter=300, # most iterations
+                    tol=1e-4, # relative to the global mean per-feature variance, as in `KMeans`
+                    random_state=None, # rank 0's is used: an int, None or a generator
+                    distance='euclidean', # a name, `Distance` or function
+                    device=None, # where to compute
+                    verbose=False, # report each iteration on rank 0
+                    memory_budget=None, # bytes of scratch memory for one block
+                    keep_history=True, # keep the centres of every iteration
+                    init_size=None, # sample size for streamed inits (default max(10 k, 65536))
+                    block_bytes=None, # bytes per streamed block
+                    process_group=None, # the ranks to fit with (None: this process alone)
+                    callback=None): # `callback(i, centres, inertia)` after each iteration, on every rank
     """K-means on this rank's rows `X_local`, together with the other ranks of `process_group` (for
     instance `torch.distributed.group.WORLD`; None: this process alone). `X_local`: a tensor, a
     NumPy array, a memmap or an `.npy` path; memmaps and paths are streamed block by block, never

@@ -336,7 +336,8 @@ def _not_yet(name):
     return (f"· {name}: not attempted yet. Replace the `...` in `{name}` with your code, then run its cell "
             f"and this one again. (Stuck? hint('{name}'). The answer: solution('{name}').)")
 
-def check(name, fn):
+def check(name:str, # the exercise, as listed by `names()`
+          fn):       # your function
     """Check your function `fn` for the exercise `name` against the reference answer, on several cases.
     Prints one verdict (passed, not attempted yet, or the first failing case with a hint) and returns
     True if every case passes, else False. A wrong answer never raises."""
@@ -373,7 +374,7 @@ def _lesson_id(lesson):
         raise ValueError(f"lesson should be a lesson number such as 4, '04' or '05b'; got {lesson!r}")
     return f"{int(m[1]):02d}{m[2]}"
 
-def names(lesson=None):
+def names(lesson=None): # a lesson id such as 1, '04' or '05b' (None: every exercise)
     "Every exercise (or those of one `lesson`, e.g. 4, '04' or '05b'): lesson, name and summary."
     want = None if lesson is None else _lesson_id(lesson)
     return _Listing(Exercise(s.lesson, s.name, s.summary) for s in _SPECS.values()
@@ -386,7 +387,7 @@ def _spec(name):
                          + (f" Did you mean {close[0]!r}?" if close else "") + " names() lists them all.")
     return _SPECS[name]
 
-def hint(name):
+def hint(name:str): # the exercise
     "Print a nudge for the exercise `name`, without giving the answer away."
     print(f"{name}: {_spec(name).hint}")
 
@@ -394,7 +395,7 @@ def _solution_source(name):
     src = textwrap.dedent(inspect.getsource(_spec(name).ref))
     return src.replace(f"def _{name}(", f"def {name}(", 1)
 
-def solution(name):
+def solution(name:str): # the exercise
     "Print the reference answer for the exercise `name` (try `hint(name)` first)."
     print(_solution_source(name))
 

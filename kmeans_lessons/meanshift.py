@@ -57,7 +57,13 @@ def _check_bandwidth(bw):
     return bw
 
 # %% ../nbs/07_meanshift.ipynb #91212c1c
-def meanshift_step(Y, X, bandwidth, kernel='gaussian', *, batch_size=None, memory_budget=None):
+def meanshift_step(Y, # the points to move (n, D)
+                   X, # the data whose density they climb (N, D)
+                   bandwidth, # the kernel's scale, > 0
+                   kernel='gaussian', # 'gaussian', 'triangular' or 'flat'
+                   *,
+                   batch_size=None, # rows of `Y` per block (None: from `memory_budget`)
+                   memory_budget=None): # bytes of scratch memory for one block
     """One mean-shift step: every row of `Y` (n, D) moves to the kernel-weighted mean of the data `X` (N, D),
     `batch_size` rows at a time (default: from the memory budget). Returns a new (n, D) tensor."""
     return _shift(Y, X, _check_bandwidth(bandwidth), _get_kernel(kernel), batch_size, memory_budget)[0]
@@ -199,7 +205,11 @@ def _kd_order(X, leaf):
     return perm, group
 
 # %% ../nbs/07_meanshift.ipynb #e9f6b607
-def knn(X, k, *, leaf_size=None, memory_budget=None):
+def knn(X, # points (N, D)
+        k, # neighbours per point, itself included
+        *,
+        leaf_size=None, # points per k-d leaf (None: max(64, 2k))
+        memory_budget=None): # accepted for symmetry with the other functions
     """The `k` nearest rows of `X` (N, D) to every row of `X`, itself included: `(sq_dists (N, k), idx (N, k))`,
     nearest first. Rows are sorted into k-d tree leaves; each leaf is compared only with the leaves whose
     bounding boxes are close enough to hold one of its `k` nearest neighbours. Memory is O(N k)."""
