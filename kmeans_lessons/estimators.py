@@ -240,7 +240,6 @@ def fit(self:KMeans, X, y=None, sample_weight=None, *, process_group=None):
     k = self.n_clusters
     if X.shape[0] < k: raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}.")
     w = check_sample_weight(sample_weight, X)
-    w_init = None if w is None or bool((w == w[0]).all()) else w      # equal weights draw as no weights
     dist, g = get_distance(self.distance), check_random_state(self.random_state)
     self._n_init = n_init = self._n_runs()                             # runs made (scikit-learn's name)
     tol = dist.tolerance_scale(X) * self.tol if self.tol else 0.0     # relative to the data's spread
@@ -257,8 +256,8 @@ def fit(self:KMeans, X, y=None, sample_weight=None, *, process_group=None):
             C0 = self._check_init(Xc, k, g, out)
             if C0 is None:
                 if self.init == 'k-means++':
-                    C0 = INITS['k-means++'](Xc, k, g, dist, sample_weight=w_init, verbose=self.verbose)
-                else: C0 = INITS[self.init](Xc, k, g, dist, sample_weight=w_init)
+                    C0 = INITS['k-means++'](Xc, k, g, dist, sample_weight=w, verbose=self.verbose)
+                else: C0 = INITS[self.init](Xc, k, g, dist, sample_weight=w)
             elif not callable(self.init): C0 = C0 - shift
             kw = dict(sample_weight=w) if w is not None else {}
             res = run(Xc, C0, dist, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
@@ -443,7 +442,6 @@ def kmeans_plusplus(X,                    # data (N, D)
         raise ValueError(f"The length of x_squared_norms ({len(x_squared_norms)}) should be equal to the "
                          f"length of n_samples ({Xt.shape[0]}).")
     w = check_sample_weight(sample_weight, Xt)
-    w = None if w is None or bool((w == w[0]).all()) else w            # equal weights draw as no weights
     idx = kmeans_plusplus_indices(Xt - Xt.mean(0), n_clusters, check_random_state(random_state),
                                   n_local_trials=n_local_trials, sample_weight=w)   # centred: exact far out
     return out(Xt[idx]), out(idx)

@@ -14,7 +14,7 @@ import torch
 from fastcore.basics import patch
 from .distances import get_distance, Distance
 from .assignment import assign
-from .lloyd import INITS
+from .lloyd import INITS, draw_weights
 from .validation import Interval, Options, check_array, get_device
 from .validation import check_random_state, check_sample_weight
 from .estimators import KMeansBase, document_init, output_like, feature_names
@@ -477,7 +477,7 @@ def fit(self:MiniBatchKMeans, X, y=None, sample_weight=None):
     # (N, 0) gives N, dtype and device
     w = check_sample_weight(sample_weight, torch.empty(N, 0, dtype=rows.dtype, device=rows.device))
     g = check_random_state(self.random_state)
-    wd = None if w is None or bool((w == w[0]).all()) else w           # equal weights draw as none do
+    wd = draw_weights(w)                                               # equal weights draw as none do
     idx = self._samples(N, g)
     draws = [rows.take(i) for i in idx]                                # (size, D) each
     if not all(bool(torch.isfinite(d).all()) for d in draws):
