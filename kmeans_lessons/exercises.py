@@ -333,7 +333,7 @@ def _run_cases(spec, fn):
 
 # %% ../nbs/92_exercises.ipynb #2e1c5993
 def _not_yet(name):
-    return (f"· {name}: not attempted yet. Replace the `...` in `{name}` with your code, then run its cell "
+    return (f"· {name}: not attempted yet. Replace the `...` in `my_{name}` with your code, then run its cell "
             f"and this one again. (Stuck? hint('{name}'). The answer: solution('{name}').)")
 
 def check(name:str, # the exercise, as listed by `names()`
@@ -348,7 +348,7 @@ def check(name:str, # the exercise, as listed by `names()`
               + " names() lists them all.")
         return False
     if not callable(fn):
-        print(f"✗ {name}: check needs your function itself, as in check({name!r}, {name}); "
+        print(f"✗ {name}: check needs your function itself, as in check({name!r}, my_{name}); "
               f"got a {type(fn).__name__}.")
         return False
     if _is_stub(fn):
@@ -393,7 +393,7 @@ def hint(name:str): # the exercise
 
 def _solution_source(name):
     src = textwrap.dedent(inspect.getsource(_spec(name).ref))
-    return src.replace(f"def _{name}(", f"def {name}(", 1)
+    return src.replace(f"def _{name}(", f"def my_{name}(", 1)
 
 def solution(name:str): # the exercise
     "Print the reference answer for the exercise `name` (try `hint(name)` first)."
@@ -402,7 +402,7 @@ def solution(name:str): # the exercise
 def _stub_source(name):
     "The stub a lesson's 'Your turn' cell starts from: the reference's signature and docstring, then `...`."
     ref = _spec(name).ref
-    sig = f"def {name}{inspect.signature(ref)}:"
+    sig = f"def my_{name}{inspect.signature(ref)}:"
     doc = inspect.getdoc(ref)
     doc = f'"{doc}"' if '\n' not in doc else '"""' + doc.replace('\n', '\n    ') + '"""'
     return f'{sig}\n    {doc}\n    ...  # your code here'
@@ -898,7 +898,7 @@ def _judge_init_forgy(fn):
                        f"counts {seen.int().tolist()}",
                        "every point should be equally likely. Upper bounds in torch.randint and range are "
                        "exclusive: draw from all n points.", where="200 draws of k=1 from one generator")
-    return "all 5 checks (226 draws)"
+    return "all 5 checks: k different points, the same ones for the same seed, every point as likely"
 
 _register(_Spec('init_forgy', '04', "Forgy: k distinct random data points as the first centres",
     _init_forgy, "torch.randperm(n, generator=generator) shuffles the row numbers; the first k are k "
@@ -994,14 +994,15 @@ def _judge_kmeans_plusplus(fn):
     models = _pp_models()
     stats = {m: _g_stat(obs, firsts[:, None] * (0.999 * P + 0.0002)) for m, P in models.items()}
     g2 = _g_stat(obs, firsts[:, None] * models['D2'])
-    if g2 < 60: return f"all 4 checks ({draws + 20} draws; G-test against D² weights: {g2:.0f} < 60)"
+    if g2 < 60: return f"all 4 checks; over {draws} draws the second centre followed the D² weights"
     best = min((m for m in models if m != 'D2'), key=stats.get)
     hint = _PP_HINTS[best] if stats[best] < stats['D2'] else \
         "the next centre is drawn with probability D²(i) / Σ D², D being each point's distance to its nearest centre."
     freq = (obs[0] / firsts[0] * 100).tolist() if firsts[0] else [0.0] * 5
     want = (models['D2'][0] * 100).tolist()
     raise _Failure("the second centre's frequencies do not match k-means++'s D² weights "
-                   f"(G = {g2:.0f}, limit 60). After the first centre (0, 0) your second centres were "
+                   f"(mismatch score G = {g2:.0f}; a right answer scores under 60). "
+                   f"After the first centre (0, 0) your second centres were "
                    f"{', '.join(f'{v:.0f}%' for v in freq)} for the five points; D² weights give "
                    f"{', '.join(f'{v:.0f}%' for v in want)}", hint, where=where,
                    inputs=[('x', x), ('k', 2)])

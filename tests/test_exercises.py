@@ -1,6 +1,7 @@
 """The exercise checkers: every reference answer passes, every listed mistake fails with a hint that names it,
 a student's error shows the student's lines only, and an unanswered stub is "not attempted yet"."""
 import math
+import re
 import time
 import numpy as np
 import pytest
@@ -551,7 +552,7 @@ def test_missing_return_is_a_mistake_not_a_stub(capsys):
 def test_every_stub_is_not_attempted_and_solution_passes(name, capsys):
     ns = {'torch': torch, 'math': math, 'time': time}
     src = ex._stub_source(name)
-    assert src.startswith(f"def {name}(") and '...  # your code here' in src
+    assert src.startswith(f"def my_{name}(") and '...  # your code here' in src
     # exec'd code has no source file: write it to a module so inspect finds it, as IPython does for a cell
     import importlib.util, tempfile, pathlib
     d = pathlib.Path(tempfile.mkdtemp())
@@ -561,7 +562,7 @@ def test_every_stub_is_not_attempted_and_solution_passes(name, capsys):
         spec = importlib.util.spec_from_file_location(path.stem, path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        ok, out = verdict(capsys, name, getattr(mod, name))
+        ok, out = verdict(capsys, name, getattr(mod, f"my_{name}"))
         assert ok is (kind == 'solution'), out
         if kind == 'stub': assert 'not attempted yet' in out, out
 
@@ -591,7 +592,7 @@ def test_names_lists_enough_exercises_in_every_lesson():
 def test_solution_and_hint_print(capsys):
     ex.solution('sq_dists')
     out = capsys.readouterr().out
-    assert out.startswith('def sq_dists(x, c):') and 'return' in out
+    assert out.startswith('def my_sq_dists(x, c):') and 'return' in out
     ex.hint('sq_dists')
     assert 'broadcast' in capsys.readouterr().out
     with pytest.raises(ValueError, match="Did you mean 'sq_dists'"):
@@ -632,3 +633,31 @@ def test_odd_answers_get_a_verdict_never_a_checker_error(name, capsys):
 def test_wrong_signature_is_named(capsys):
     ok, out = verdict(capsys, 'sq_dists', lambda x: x)
     assert not ok and 'signature' in out and '(x, c)' in out, out
+
+
+# ------------------------------------------------------------------ the lessons' "Your turn" sections
+def _your_turn_cells():
+    import json, pathlib
+    nbs = pathlib.Path(__file__).resolve().parent.parent / 'nbs'
+    for path in sorted(nbs.glob('[0-9][0-9]*_*.ipynb')):
+        cells = json.loads(path.read_text())['cells']
+        yield path.name, [c for c in cells if 'your-turn' in c.get('metadata', {}).get('tags', [])], cells
+
+
+def test_every_lesson_stub_is_the_registered_stub_named_my_():
+    "Each stub cell is `_stub_source(name)`, named `my_<name>` so it never shadows the lesson's own function,"
+    "and the check cell right under it checks that stub; every exercise appears in its own lesson."
+    seen = {}
+    for nb, turn, cells in _your_turn_cells():
+        code = [''.join(c['source']) for c in turn if c['cell_type'] == 'code']
+        for stub, chk in zip(code, code[1:]):
+            m = re.match(r"check\('(\w+)', (\w+)\)$", chk.strip())
+            if not m: continue
+            name, fn = m[1], m[2]
+            assert fn == f"my_{name}", (nb, chk)
+            body = '\n'.join(l for l in stub.splitlines() if not l.startswith('#'))   # drop the shape comment
+            assert body == ex._stub_source(name), (nb, name)
+            seen[name] = nb
+        if turn: assert cells[-len(turn):] == turn, f"{nb}: 'Your turn' is not the last section"
+    for e in ex.names():
+        assert seen.get(e.name, '').startswith(e.lesson + '_'), (e.name, e.lesson, seen.get(e.name))
