@@ -10,7 +10,7 @@ import math
 import torch
 from torch.distributions.multivariate_normal import MultivariateNormal
 
-# %% ../nbs/00_data.ipynb #b130357c
+# %% ../nbs/00_data.ipynb #a133bf4f
 def sample_blobs(n_clusters=6, # number of blobs
                  n_samples=250, # points per blob
                  n_features=2, # dimensions
@@ -20,28 +20,35 @@ def sample_blobs(n_clusters=6, # number of blobs
                  seed=None, # an int for a repeatable draw (not together with `generator`)
                  generator=None, # a torch.Generator to draw from
                  dtype=torch.float32): # dtype of the points
-    """Gaussian blobs: `n_samples` points around each of `n_clusters` centres drawn uniformly in [-box, box]^D,
-    each blob with covariance `var * I`. Returns `(data (N, D), labels (N,), centroids (k, D))`, blob by blob."""
-    if not isinstance(n_clusters, int) or n_clusters < 1: raise ValueError(f"n_clusters must be a positive int, got {n_clusters!r}")
-    if not isinstance(n_samples, int) or n_samples < 1: raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-    if not isinstance(n_features, int) or n_features < 1: raise ValueError(f"n_features must be a positive int, got {n_features!r}")
-    if not (var > 0 and math.isfinite(var)): raise ValueError(f"var must be a finite number > 0, got {var!r}")
-    if not (box >= 0 and math.isfinite(box)): raise ValueError(f"box must be a finite number >= 0, got {box!r}")
-    if seed is not None and generator is not None: raise ValueError("pass either seed or generator, not both")
+    """Gaussian blobs: `n_samples` points around each of `n_clusters` centres drawn uniformly in
+    [-box, box]^D, each blob with covariance `var * I`.
+    Returns `(data (N, D), labels (N,), centroids (k, D))`, blob by blob."""
+    counts = dict(n_clusters=n_clusters, n_samples=n_samples, n_features=n_features)
+    for name, v in counts.items():
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not (var > 0 and math.isfinite(var)):
+        raise ValueError(f"var must be a finite number > 0, got {var!r}")
+    if not (box >= 0 and math.isfinite(box)):
+        raise ValueError(f"box must be a finite number >= 0, got {box!r}")
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator, not both")
     g = generator if generator is not None else torch.Generator()
     if generator is None and seed is not None: g.manual_seed(seed)
     elif generator is None: g.seed()
-    centroids = (torch.rand(n_clusters, n_features, generator=g, dtype=torch.float64) * 2 - 1) * box   # (k, D)
-    mvn = MultivariateNormal(centroids, covariance_matrix=var * torch.eye(n_features, dtype=torch.float64))
-    eps = torch.randn(n_clusters, n_samples, n_features, generator=g, dtype=torch.float64)            # (k, n, D)
-    pts = mvn.loc[:, None] + eps @ mvn.scale_tril.mT                                                  # (k, n, D)
-    data = pts.reshape(-1, n_features).to(dtype)                                                      # (N, D)
-    labels = torch.arange(n_clusters).repeat_interleave(n_samples)                                    # (N,)
+    k, n, D, f64 = n_clusters, n_samples, n_features, torch.float64
+    centroids = (torch.rand(k, D, generator=g, dtype=f64) * 2 - 1) * box        # (k, D)
+    mvn = MultivariateNormal(centroids, covariance_matrix=var * torch.eye(D, dtype=f64))
+    eps = torch.randn(k, n, D, generator=g, dtype=f64)                          # (k, n, D)
+    pts = mvn.loc[:, None] + eps @ mvn.scale_tril.mT                            # (k, n, D)
+    data = pts.reshape(-1, D).to(dtype)                                         # (N, D)
+    labels = torch.arange(k).repeat_interleave(n)                               # (N,)
     return data, labels, centroids.to(dtype)
 
-# %% ../nbs/00_data.ipynb #c0104c01
+# %% ../nbs/00_data.ipynb #b1009a9b
 def cluster_colors(k): # number of clusters
-    "`k` distinct RGBA colours (k, 4), colour `j` for cluster `j`: tab10 up to 10 clusters, tab20 up to 20, then turbo."
+    """`k` distinct RGBA colours (k, 4), colour `j` for cluster `j`:
+    tab10 up to 10 clusters, tab20 up to 20, then turbo."""
     from matplotlib import colormaps
     if k <= 10: return colormaps['tab10'](range(k))
     if k <= 20: return colormaps['tab20'](range(k))
@@ -50,7 +57,7 @@ def cluster_colors(k): # number of clusters
 # %% ../nbs/00_data.ipynb #a56e9090
 def _np(t): return t.detach().cpu().numpy() if torch.is_tensor(t) else t
 
-# %% ../nbs/00_data.ipynb #b7a7d1a2
+# %% ../nbs/00_data.ipynb #d152a5b6
 def plot_data(data, # points (N, 2) or (N, 3)
               centroids=None, # centres (k, D) drawn as crosses
               labels=None, # cluster of each point (N,): colours
@@ -60,13 +67,15 @@ def plot_data(data, # points (N, 2) or (N, 3)
               s=2, # marker size
               alpha=0.6, # marker opacity
               cmap=None): # a colormap instead of `cluster_colors` (cluster j in colour j)
-    """Scatter 2-D or 3-D `data` coloured by `labels`, with `centroids` as black-and-magenta crosses; returns the axes.
-    Label `j` gets `cluster_colors(k)[j]` (k = largest label + 1), the colours of the animations; a negative label
-    (no cluster) is grey. `cmap`, a matplotlib colormap name, spreads the labels over that colormap instead."""
+    """Scatter 2-D or 3-D `data` coloured by `labels`, with `centroids` as black-and-magenta
+    crosses; returns the axes. Label `j` gets `cluster_colors(k)[j]` (k = largest label + 1), the
+    colours of the animations; a negative label (no cluster) is grey. `cmap`, a matplotlib colormap
+    name, spreads the labels over that colormap instead."""
     import matplotlib.pyplot as plt
     data = torch.as_tensor(_np(data))
     if data.ndim != 2 or data.shape[1] not in (2, 3):
-        raise ValueError(f"plot_data draws 2-D or 3-D points; got data of shape {tuple(data.shape)}")
+        raise ValueError(f"plot_data draws 2-D or 3-D points; got data of shape "
+                         f"{tuple(data.shape)}")
     d3 = data.shape[1] == 3
     if ax is None:
         fig = plt.figure(figsize=(5, 5))
@@ -77,12 +86,15 @@ def plot_data(data, # points (N, 2) or (N, 3)
     else:
         labels = torch.as_tensor(_np(labels)).long()
         if labels.shape != data.shape[:1]:
-            raise ValueError(f"labels has shape {tuple(labels.shape)}; expected ({len(data)},), one per point")
+            raise ValueError(f"labels has shape {tuple(labels.shape)}; expected ({len(data)},), "
+                             "one per point")
         if cmap is not None: ax.scatter(*pts, c=labels.numpy(), s=s, alpha=alpha, cmap=cmap)
         else:
-            palette = torch.cat([torch.as_tensor(cluster_colors(int(labels.max()) + 1 if len(labels) else 1)),
-                                 torch.tensor([[0.6, 0.6, 0.6, 1.0]], dtype=torch.float64)])   # (k + 1, 4): grey last
-            ax.scatter(*pts, c=palette[labels.clamp(min=-1)].numpy(), s=s, alpha=alpha)   # -1 picks the grey
+            k = int(labels.max()) + 1 if len(labels) else 1
+            grey = torch.tensor([[0.6, 0.6, 0.6, 1.0]], dtype=torch.float64)
+            palette = torch.cat([torch.as_tensor(cluster_colors(k)), grey]) # (k + 1, 4): grey last
+            c = palette[labels.clamp(min=-1)].numpy()                       # (N, 4); -1: the grey
+            ax.scatter(*pts, c=c, s=s, alpha=alpha)
     if centroids is not None:
         for cen in _np(torch.as_tensor(_np(centroids))):
             ax.plot(*[[v] for v in cen], markersize=10, marker='x', color='k', mew=5, ls='')
