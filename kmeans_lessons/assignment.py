@@ -32,7 +32,7 @@ def chunk_rows(n_rows,             # rows to cover (N)
 # %% ../nbs/02_assignment.ipynb #03ccdddf
 def assign(X,                  # points (N, D)
            C,                  # centres (k, D)
-           distance=None,      # a name, `Distance` or function (see `get_distance`); None: Euclidean
+           distance=None,      # a name, `Distance` or function (`get_distance`); None: Euclidean
            *,
            chunk_size=None,    # rows per block (None: from `memory_budget`)
            memory_budget=None): # bytes of scratch memory for one block

@@ -238,7 +238,7 @@ def hamerly_decay(low, labels, p, eps):
     came = torch.where(labels == top.indices[0], top.values[1], top.values[0])  # (N,)
     return (low - came) * (1 - 2 * eps)
 
-# %% ../nbs/05b_bounds.ipynb #a8ea961b
+# %% ../nbs/05b_bounds.ipynb #50b2c981
 def _check(X, C):
     tensors = torch.is_tensor(X) and torch.is_tensor(C)
     if not tensors or X.ndim != 2 or C.ndim != 2 or X.shape[1] != C.shape[1]:
@@ -250,13 +250,13 @@ def _check(X, C):
 
 def hamerly(X,                  # points (N, D)
             C,                  # starting centres (k, D)
-            distance=None,      # a name, `Distance` or function; anything but exact Euclidean runs `lloyd`
+            distance=None,      # a name, `Distance` or function; not exact Euclidean: runs `lloyd`
             *,
             max_iter=300,       # most iterations
             tol=0.0,            # stop when the total squared centre shift is <= tol (absolute)
             verbose=False,      # print each iteration
             chunk_size=None,    # rows per block (None: from memory_budget)
-            memory_budget=None, # bytes of scratch memory for one block (the bounds must fit in it too)
+            memory_budget=None, # bytes of scratch for one block (the bounds must fit in it too)
             keep_history=True): # keep the centres of every iteration
     """Lloyd's iterations from centres `C` with Hamerly's bounds (2010): the same labels, centres
     (to float rounding), `n_iter` and stopping rule as `lloyd`, but a point's distances are
@@ -427,18 +427,18 @@ def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack):
     if near.numel(): lab[near] = lloyd_rows(X, C, idx[near], lrows)[0]
     return d, move(X, C, labels, d, idx, lab), 1 - len(idx) / N
 
-# %% ../nbs/05b_bounds.ipynb #0afb19da
+# %% ../nbs/05b_bounds.ipynb #e0895c35
 def yinyang(X,                  # points (N, D)
             C,                  # starting centres (k, D)
-            distance=None,      # a name, `Distance` or function; anything but exact Euclidean runs `lloyd`
+            distance=None,      # a name, `Distance` or function; not exact Euclidean: runs `lloyd`
             *,
             max_iter=300,       # most iterations
             tol=0.0,            # stop when the total squared centre shift is <= tol (absolute)
             verbose=False,      # print each iteration
             chunk_size=None,    # rows per block (None: from memory_budget)
-            memory_budget=None, # bytes of scratch memory for one block (the bounds must fit in it too)
+            memory_budget=None, # bytes of scratch for one block (the bounds must fit in it too)
             keep_history=True, # keep the centres of every iteration
-            n_groups=None): # groups of centres (None: ceil(k / 10), fewer if the bounds exceed memory_budget)
+            n_groups=None): # groups of centres (None: ceil(k / 10), fewer if over memory_budget)
     """Lloyd's iterations from centres `C` with Yinyang's group bounds (Ding et al., 2015): the
     same results as `lloyd` and `hamerly`. The centres form `n_groups` groups (default ceil(k/10));
     each point keeps one lower bound per group, N*t*itemsize bytes, which must fit in

@@ -115,7 +115,7 @@ def register_distance(name:str, # the name `KMeans(distance=name)` will take
     "Make `KMeans(distance=name)` build a `cls()`."
     DISTANCES[name] = cls
 
-def get_distance(distance): # a name, a `Distance` (instance or class), a function (x, c) -> (n, k), or None
+def get_distance(distance): # a name, a `Distance` (or its class), a function (x, c) -> (n, k)
     """A `Distance` from a name, a `Distance` instance or class, or a function `(x, c) -> (n, k)`;
     None means Euclidean."""
     if distance is None: return SqEuclidean()

@@ -22,14 +22,15 @@ from .validation import check_array, check_int, check_random_state, get_device
 from .streaming import Rows, open_npy, check_mean_distance
 from .streaming import chunks64, local_moments, merge_moments
 
-# %% ../nbs/11_scaling.ipynb #ff40fc55
+# %% ../nbs/11_scaling.ipynb #fb85d3e8
 MSG_BYTES = 2000   # an error message sent to the other ranks is cut to this many bytes
 
 def _peer_error(rank, size, text):
     """The exception a rank raises for another rank's failure: the same built-in type when there
     is one."""
     name = text.split(':', 1)[0]
-    cls = getattr(builtins, name, None) or {'InvalidParameterError': InvalidParameterError}.get(name)
+    ours = {'InvalidParameterError': InvalidParameterError}
+    cls = getattr(builtins, name, None) or ours.get(name)
     msg = f"rank {rank} of {size} failed: {text}"
     if isinstance(cls, type) and issubclass(cls, Exception):
         try: return cls(msg)
@@ -375,7 +376,7 @@ def _seed_all(seed, comm):
     hi, lo = (int(v) for v in comm.sum(torch.tensor(halves, dtype=torch.float64)))
     return torch.Generator().manual_seed(hi << 32 | lo)
 
-# %% ../nbs/11_scaling.ipynb #32a86d2d
+# %% ../nbs/11_scaling.ipynb #952b4ce5
 def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap or `.npy` path
                     k, # number of clusters
                     *,
@@ -392,7 +393,7 @@ def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap o
                     init_size=None, # sample size for streamed inits (default max(10 k, 65536))
                     block_bytes=None, # bytes per streamed block
                     process_group=None, # the ranks to fit with (None: this process alone)
-                    callback=None): # `callback(i, centres, inertia)` after each iteration, on every rank
+                    callback=None): # `callback(i, centres, inertia)` after each iteration
     """K-means on this rank's rows `X_local`, together with the other ranks of `process_group` (for
     instance `torch.distributed.group.WORLD`; None: this process alone). `X_local`: a tensor, a
     NumPy array, a memmap or an `.npy` path; memmaps and paths are streamed block by block, never
@@ -400,13 +401,13 @@ def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap o
     block), takes `tol` relative to the global variance, makes `n_init` runs from `init` and keeps
     the lowest inertia. Initialisation: greedy k-means++ over all points when they are in memory
     (the centres one process picks for the same int `random_state`), else `init` on a uniform
-    sample of `init_size` points (default max(10 k, 65536)), gathered on every rank. Every rank must
-    pass the same parameters; rank 0's `random_state` is used (an int, None, or a generator, which
-    gives one seed). `callback(i, centres, inertia)` is called on every rank after each iteration;
-    `verbose` reports on rank 0. `KMeans.fit(X, process_group=...)` calls this. Returns a dict:
-    centres (k, D), labels (this rank's points; int64 in memory, the smallest integer type when
-    streamed), inertia (float, all points), n_iter, converged, history, inertias, counts (k,),
-    n_samples, n_features, distance."""
+    sample of `init_size` points (default max(10 k, 65536)), gathered on every rank. Every rank
+    must pass the same parameters; rank 0's `random_state` is used (an int, None, or a generator,
+    which gives one seed). `callback(i, centres, inertia)` is called on every rank after each
+    iteration; `verbose` reports on rank 0. `KMeans.fit(X, process_group=...)` calls this.
+    Returns a dict: centres (k, D), labels (this rank's points; int64 in memory, the smallest
+    integer type when streamed), inertia (float, all points), n_iter, converged, history,
+    inertias, counts (k,), n_samples, n_features, distance."""
     comm = Comm(process_group)
     C0, seed = None, 0
     values = dict(max_iter=0, n_init=0, tol=0, init=0, init_size=0)

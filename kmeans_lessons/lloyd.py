@@ -15,7 +15,7 @@ from .update import update_centroids
 
 # %% ../nbs/04_kmeans.ipynb #da53d176
 def draw_weights(sample_weight): # weights (N,), or None
-    "Weights for random draws: None when absent or all equal (then draws match the unweighted ones)."
+    "Weights for random draws: None when absent or all equal (draws then match unweighted ones)."
     w = sample_weight
     return None if w is None or bool((w == w[0]).all()) else w
 

@@ -26,7 +26,7 @@ def cluster_means(X,                  # points (N, D)
 def update_centroids(X,                  # points (N, D)
                      labels,             # each point's cluster (N,)
                      C,                  # the old centres (k, D)
-                     dists=None,         # each point's distance to its centre (N,); 'farthest' needs it
+                     dists=None,         # each point's distance to its centre (N,), for 'farthest'
                      distance=None,      # None (the mean) or a `Distance`, whose `centre` is used
                      empty='farthest',   # 'farthest' or 'keep': what an empty cluster gets
                      sample_weight=None): # weights (N,), or None
