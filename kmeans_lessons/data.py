@@ -54,10 +54,17 @@ def cluster_colors(k): # number of clusters
     if k <= 20: return colormaps['tab20'](range(k))
     return colormaps['turbo']([j / (k - 1) for j in range(k)])
 
-# %% ../nbs/00_data.ipynb #a56e9090
+# %% ../nbs/00_data.ipynb #475c4467
 def _np(t): return t.detach().cpu().numpy() if torch.is_tensor(t) else t
 
-# %% ../nbs/00_data.ipynb #d152a5b6
+def _label_colors(labels): # cluster of each point (N,), int64; -1 for none
+    "RGBA colours (N, 4): label j in `cluster_colors(k)[j]` (k = largest label + 1), -1 in grey."
+    k = int(labels.max()) + 1 if len(labels) else 1
+    grey = torch.tensor([[0.6, 0.6, 0.6, 1.0]], dtype=torch.float64)
+    palette = torch.cat([torch.as_tensor(cluster_colors(k)), grey])  # (k + 1, 4): grey last
+    return palette[labels.clamp(min=-1)].numpy()                     # (N, 4); -1: the grey
+
+# %% ../nbs/00_data.ipynb #03711a5c
 def plot_data(data, # points (N, 2) or (N, 3)
               centroids=None, # centres (k, D) drawn as crosses
               labels=None, # cluster of each point (N,): colours
@@ -89,12 +96,7 @@ def plot_data(data, # points (N, 2) or (N, 3)
             raise ValueError(f"labels has shape {tuple(labels.shape)}; expected ({len(data)},), "
                              "one per point")
         if cmap is not None: ax.scatter(*pts, c=labels.numpy(), s=s, alpha=alpha, cmap=cmap)
-        else:
-            k = int(labels.max()) + 1 if len(labels) else 1
-            grey = torch.tensor([[0.6, 0.6, 0.6, 1.0]], dtype=torch.float64)
-            palette = torch.cat([torch.as_tensor(cluster_colors(k)), grey]) # (k + 1, 4): grey last
-            c = palette[labels.clamp(min=-1)].numpy()                       # (N, 4); -1: the grey
-            ax.scatter(*pts, c=c, s=s, alpha=alpha)
+        else: ax.scatter(*pts, c=_label_colors(labels), s=s, alpha=alpha)
     if centroids is not None:
         for cen in _np(torch.as_tensor(_np(centroids))):
             ax.plot(*[[v] for v in cen], markersize=10, marker='x', color='k', mew=5, ls='')
