@@ -6,7 +6,7 @@
 __all__ = ['pca_basis', 'animate_kmeans', 'AnimationSizeWarning', 'animation_html', 'jshtml_frame_count', 'show_animation',
            'animate_points', 'save_animation', 'KMeansExplorer', 'kmeans_explorer']
 
-# %% ../nbs/06_animation.ipynb #b341b898
+# %% ../nbs/06_animation.ipynb #aaef1d49
 import base64, html, io, re, struct, warnings
 from pathlib import Path
 import numpy as np
@@ -15,19 +15,18 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.colors import ListedColormap
+from fastcore.basics import patch
 from .assignment import assign
 from .data import cluster_colors
 from .estimators import KMeans
 from .lloyd import INITS
 from .validation import check_array
 
-# %% ../nbs/06_animation.ipynb #3010dab0
-_FIGSIZE, _DPI, _TITLE_PT = (5, 5), 120, 12     # the default frame: 600 x 600 pixels, a 20-pixel title
-
-# %% ../nbs/06_animation.ipynb #12c4f6c4
+# %% ../nbs/06_animation.ipynb #ec4cc5fd
 def pca_basis(X, n_components=2):
-    """Principal axes of `X` (N, D) from the SVD of the centred data: `(mean (D,), components (n, D), explained (n,))`,
-    `explained` being each axis's share of the variance. Signs are fixed (largest entry positive) so plots repeat."""
+    """Principal axes of `X` (N, D) from the SVD of the centred data:
+    `(mean (D,), components (n, D), explained (n,))`, `explained` being each axis's share of the
+    variance. Signs are fixed (largest entry positive) so plots repeat."""
     X = check_array(X).double()
     mean = X.mean(0)                                                  # (D,)
     _, S, Vh = torch.linalg.svd(X - mean, full_matrices=False)        # S (r,), Vh (r, D)
@@ -37,148 +36,202 @@ def pca_basis(X, n_components=2):
     var = S ** 2
     return mean, comps, var[:n_components] / var.sum()
 
-# %% ../nbs/06_animation.ipynb #5c79edf8
+# %% ../nbs/06_animation.ipynb #a4ae04dd
+_FIGSIZE, _DPI, _TITLE_PT = (5, 5), 120, 12     # default frame: 5 x 5 inches, 120 dpi, 12 pt title
+
+# %% ../nbs/06_animation.ipynb #15a0ea92
 def _np(t): return t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)
 
-def _small_png(data, colors=256):
-    """PNG bytes `data` re-encoded with a palette of at most `colors` colours, without dithering: a plot has few
-    colours, so it looks the same at about a third of the size. Transparent images, and `colors=None`, are kept."""
-    from PIL import Image
-    im = Image.open(io.BytesIO(data))
-    if not colors or (im.mode == 'RGBA' and im.getextrema()[3][0] < 255): return data
-    im = im.convert('RGB').quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    buf = io.BytesIO()
-    im.save(buf, format='png', optimize=True)
-    return min(buf.getvalue(), data, key=len)
-
-def _png_size(data):
-    "(width, height) in pixels from a PNG's header."
-    return struct.unpack('>II', data[16:24])
-
+# %% ../nbs/06_animation.ipynb #0c60a185
 class _Scene:
-    """One matplotlib figure that draws a frame: points coloured by label, centres as black-and-magenta crosses,
-    each centre's trail, optional Voronoi shading (2-D only). Data with more than 3 features are shown through
-    PCA on `X`. Frames only *set* the artists' data, so drawing frame `i` never depends on the frames before."""
+    """One matplotlib figure that draws a frame: points coloured by label, centres as
+    black-and-magenta crosses, each centre's trail, optional Voronoi shading (2-D only). Data with
+    more than 3 features are shown through PCA on `X`. Frames only *set* the artists' data, so
+    drawing frame `i` never depends on the frames before."""
     def __init__(self, X, k=None, *, extra=(), fig=None, trails=True, voronoi=False, distance=None,
                  figsize=_FIGSIZE, dpi=_DPI, s=4, alpha=0.6, resolution=200):
         X = _np(X).astype(np.float64)
-        self.D = X.shape[1]
-        self.proj = None
+        self.D, self.k, self.distance = X.shape[1], k, distance
+        self.d3, self.proj = self.D == 3, None
         if self.D > 3:
             mean, comps, ratio = pca_basis(X, 2)
             self.proj = (_np(mean), _np(comps).T, _np(ratio))
         if voronoi and self.D != 2:
-            raise ValueError(f"voronoi=True shades the regions of 2-D data only; X has {self.D} features")
-        self.d3 = self.D == 3
+            raise ValueError("voronoi=True shades the regions of 2-D data only; "
+                             f"X has {self.D} features")
         if fig is None:
             fig = plt.figure(figsize=figsize, dpi=dpi)
-            plt.close(fig)                                # no static copy in Jupyter: frames are rendered on demand
+            plt.close(fig)            # no static copy in Jupyter: frames are rendered on demand
         self.fig = fig
-        self.ax = ax = fig.add_subplot(projection='3d' if self.d3 else None)
-        self.k, self.distance = k, distance
+        self.ax = fig.add_subplot(projection='3d' if self.d3 else None)
         P = self.project(X)
-        allpts = np.concatenate([P] + [self.project(_np(e).reshape(-1, self.D)) for e in extra])
-        lo, hi = allpts.min(0), allpts.max(0)
-        pad = 0.05 * np.maximum(hi - lo, 1e-9)
-        self.lo, self.hi = lo - pad, hi + pad
-        self.colors = cluster_colors(k) if k else None
-        if k:
-            self.cmap = ListedColormap(self.colors)
-            ckw = dict(c=np.zeros(len(P)), cmap=self.cmap, vmin=-0.5, vmax=k - 0.5)
-        else: ckw = dict(color='C0')
-        self.scatter = ax.scatter(*P.T, s=s, alpha=alpha, linewidths=0, **ckw)
-        if self.d3:
-            ax.set_xlim(self.lo[0], self.hi[0]); ax.set_ylim(self.lo[1], self.hi[1]); ax.set_zlim(self.lo[2], self.hi[2])
-        else:
-            ax.set_xlim(self.lo[0], self.hi[0]); ax.set_ylim(self.lo[1], self.hi[1])
-            if self.proj is None: ax.set_aspect('equal', adjustable='box')
-        empty = [[]] * P.shape[1]
-        self.trails = [ax.plot(*empty, color=self.colors[j] if k else 'k', lw=1.5, alpha=0.9)[0]
-                       for j in range(k or 0)] if trails else []
-        self.cross_k = ax.plot(*empty, ls='', marker='x', color='k', markersize=9, mew=4, zorder=5)[0]
-        self.cross_m = ax.plot(*empty, ls='', marker='x', color='m', markersize=5, mew=1.5, zorder=6)[0]
-        self.voronoi = None
-        if voronoi:
-            xs = np.linspace(self.lo[0], self.hi[0], resolution)
-            ys = np.linspace(self.lo[1], self.hi[1], resolution)
-            gx, gy = np.meshgrid(xs, ys)
-            self.grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))     # (R*R, 2)
-            self.voronoi = ax.imshow(np.zeros((resolution, resolution)), origin='lower', cmap=self.cmap,
-                                     vmin=-0.5, vmax=k - 0.5, alpha=0.15, interpolation='nearest', zorder=0,
-                                     extent=(self.lo[0], self.hi[0], self.lo[1], self.hi[1]), aspect='equal')
-        self.note = ''
-        if self.proj is not None:
-            ratio = self.proj[2]
-            self.note = f"\nPCA projection of {self.D}-D data"
-            ax.set_xlabel(f"PC1 ({ratio[0]:.0%} of variance)"); ax.set_ylabel(f"PC2 ({ratio[1]:.0%} of variance)")
-        elif self.d3: ax.set_xlabel('x0'); ax.set_ylabel('x1'); ax.set_zlabel('x2', labelpad=12)   # clear of the ticks
-        ax.set_title('iteration 0' + self.note, fontsize=_TITLE_PT)             # room for the title, then fix the layout
-        if self.d3: ax.set_box_aspect(None, zoom=0.85)
+        self._bounds(P, extra)
+        self._add_points(P, s, alpha)
+        self._add_centres(P.shape[1], trails)
+        self.voronoi = self._add_voronoi(resolution) if voronoi else None
+        self._add_labels()
         fig.tight_layout()
 
     def project(self, A):
-        "Coordinates to plot for points `A` (n, D): themselves, or their PCA coordinates when D > 3."
+        "Coordinates to plot for points `A` (n, D): themselves, or their PCA coordinates if D > 3."
         A = _np(A).astype(np.float64)
         if self.proj is None: return A
         mean, comps, _ = self.proj
         return (A - mean) @ comps                                           # (n, 2)
 
-    def _set_line(self, line, P):
-        if self.d3: line.set_data_3d(*P.T)
-        else: line.set_data(*P.T)
+# %% ../nbs/06_animation.ipynb #5763a7da
+@patch
+def _bounds(self:_Scene, P, extra):
+    "Axis limits from the points `P` and every frame's `extra` points, padded by 5%."
+    allpts = np.concatenate([P] + [self.project(_np(e).reshape(-1, self.D)) for e in extra])
+    lo, hi = allpts.min(0), allpts.max(0)
+    pad = 0.05 * np.maximum(hi - lo, 1e-9)
+    self.lo, self.hi = lo - pad, hi + pad
 
-    def draw(self, points=None, labels=None, centres=None, trail=None, title=None):
-        "Set the artists for one frame. `trail` is (t, k, D): each centre's positions so far."
-        if points is not None:
-            P = self.project(points)
-            if self.d3: self.scatter._offsets3d = tuple(P.T)
-            else: self.scatter.set_offsets(P)
-        if labels is not None: self.scatter.set_array(_np(labels))
-        if centres is not None:
-            C = self.project(centres)
-            self._set_line(self.cross_k, C); self._set_line(self.cross_m, C)
-            if self.voronoi is not None:
-                C_t = torch.as_tensor(_np(centres), dtype=torch.float64)
-                lab, _ = assign(self.grid, C_t, self.distance)
-                self.voronoi.set_data(_np(lab).reshape(self.voronoi.get_array().shape))
-        if trail is not None and self.trails:
-            T = np.stack([self.project(c) for c in trail])                   # (t, k, 2|3)
-            for j, line in enumerate(self.trails): self._set_line(line, T[:, j])
-        if title is not None: self.ax.set_title(title + self.note, fontsize=_TITLE_PT)
+# %% ../nbs/06_animation.ipynb #ce98d63e
+@patch
+def _add_points(self:_Scene, P, s, alpha):
+    "The scatter of the points, one colour per label (or one colour if no `k`); fixed limits."
+    k, ax = self.k, self.ax
+    self.colors = cluster_colors(k) if k else None
+    if k:
+        self.cmap = ListedColormap(self.colors)
+        ckw = dict(c=np.zeros(len(P)), cmap=self.cmap, vmin=-0.5, vmax=k - 0.5)
+    else: ckw = dict(color='C0')
+    self.scatter = ax.scatter(*P.T, s=s, alpha=alpha, linewidths=0, **ckw)
+    ax.set_xlim(self.lo[0], self.hi[0]); ax.set_ylim(self.lo[1], self.hi[1])
+    if self.d3: ax.set_zlim(self.lo[2], self.hi[2])
+    elif self.proj is None: ax.set_aspect('equal', adjustable='box')
 
-    def png(self, colors=256):
-        "The figure as PNG bytes, with a palette of `colors` colours (None: full colour)."
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format='png')
-        return _small_png(buf.getvalue(), colors)
+# %% ../nbs/06_animation.ipynb #e4240b68
+@patch
+def _add_centres(self:_Scene, dims, trails):
+    "One line per centre for its trail, and the centres as black crosses under magenta ones."
+    empty, k, ax = [[]] * dims, self.k, self.ax
+    self.trails = [ax.plot(*empty, color=self.colors[j] if k else 'k', lw=1.5, alpha=0.9)[0]
+                   for j in range(k or 0)] if trails else []
+    cross = dict(ls='', marker='x')
+    self.cross_k = ax.plot(*empty, **cross, color='k', markersize=9, mew=4, zorder=5)[0]
+    self.cross_m = ax.plot(*empty, **cross, color='m', markersize=5, mew=1.5, zorder=6)[0]
 
-# %% ../nbs/06_animation.ipynb #f8db02b6
+# %% ../nbs/06_animation.ipynb #113d3706
+@patch
+def _add_voronoi(self:_Scene, resolution):
+    "An image of the Voronoi regions: a label for each pixel of a `resolution`-square grid."
+    xs = np.linspace(self.lo[0], self.hi[0], resolution)
+    ys = np.linspace(self.lo[1], self.hi[1], resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    self.grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))        # (R*R, 2)
+    return self.ax.imshow(np.zeros((resolution, resolution)), origin='lower', cmap=self.cmap,
+                          vmin=-0.5, vmax=self.k - 0.5, alpha=0.15, interpolation='nearest',
+                          zorder=0, extent=(self.lo[0], self.hi[0], self.lo[1], self.hi[1]),
+                          aspect='equal')
+
+# %% ../nbs/06_animation.ipynb #1b05b4de
+@patch
+def _add_labels(self:_Scene):
+    "Axis labels (the share of variance of each PCA axis) and the first title."
+    ax, self.note = self.ax, ''
+    if self.proj is not None:
+        ratio = self.proj[2]
+        self.note = f"\nPCA projection of {self.D}-D data"
+        ax.set_xlabel(f"PC1 ({ratio[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC2 ({ratio[1]:.0%} of variance)")
+    elif self.d3:
+        ax.set_xlabel('x0'); ax.set_ylabel('x1')
+        ax.set_zlabel('x2', labelpad=12)                                    # clear of the ticks
+    ax.set_title('iteration 0' + self.note, fontsize=_TITLE_PT)     # room for it, then the layout
+    if self.d3: ax.set_box_aspect(None, zoom=0.85)
+
+# %% ../nbs/06_animation.ipynb #e3a672ac
+@patch
+def _set_line(self:_Scene, line, P):
+    if self.d3: line.set_data_3d(*P.T)
+    else: line.set_data(*P.T)
+
+@patch
+def draw(self:_Scene, points=None, labels=None, centres=None, trail=None, title=None):
+    "Set the artists for one frame. `trail` is (t, k, D): each centre's positions so far."
+    if points is not None:
+        P = self.project(points)
+        if self.d3: self.scatter._offsets3d = tuple(P.T)
+        else: self.scatter.set_offsets(P)
+    if labels is not None: self.scatter.set_array(_np(labels))
+    if centres is not None:
+        C = self.project(centres)
+        self._set_line(self.cross_k, C); self._set_line(self.cross_m, C)
+        if self.voronoi is not None:
+            C_t = torch.as_tensor(_np(centres), dtype=torch.float64)
+            lab, _ = assign(self.grid, C_t, self.distance)
+            self.voronoi.set_data(_np(lab).reshape(self.voronoi.get_array().shape))
+    if trail is not None and self.trails:
+        T = np.stack([self.project(c) for c in trail])                   # (t, k, 2|3)
+        for j, line in enumerate(self.trails): self._set_line(line, T[:, j])
+    if title is not None: self.ax.set_title(title + self.note, fontsize=_TITLE_PT)
+
+# %% ../nbs/06_animation.ipynb #1f0b176f
+def _small_png(data, colors=256):
+    """PNG bytes `data` re-encoded with a palette of at most `colors` colours, without dithering.
+    Transparent images, and `colors=None`, are kept."""
+    from PIL import Image
+    im = Image.open(io.BytesIO(data))
+    if not colors or (im.mode == 'RGBA' and im.getextrema()[3][0] < 255): return data
+    im = im.convert('RGB').quantize(colors, method=Image.Quantize.MEDIANCUT,
+                                    dither=Image.Dither.NONE)
+    buf = io.BytesIO()
+    im.save(buf, format='png', optimize=True)
+    return min(buf.getvalue(), data, key=len)
+
+# %% ../nbs/06_animation.ipynb #4afaf643
+def _png_size(data):
+    "(width, height) in pixels from a PNG's header."
+    return struct.unpack('>II', data[16:24])
+
+@patch
+def png(self:_Scene, colors=256):
+    "The figure as PNG bytes, with a palette of `colors` colours (None: full colour)."
+    buf = io.BytesIO()
+    self.fig.savefig(buf, format='png')
+    return _small_png(buf.getvalue(), colors)
+
+# %% ../nbs/06_animation.ipynb #6dcff2b6
 def _history(X, km_or_history):
-    """Centroid history as a list of (k, D) tensors on X's device, the distance to assign with, and the fit's own
-    inertia for each entry (None for a plain list: the caller computes them)."""
-    if hasattr(km_or_history, 'fit') and hasattr(km_or_history, 'n_clusters'):     # a KMeans (or one like it)
-        km = km_or_history
-        if not hasattr(km, 'history_'):
-            raise ValueError("the KMeans is not fitted: call fit(X) first, or pass a list of centroid tensors")
-        if len(km.history_) != km.n_iter_ + 1:
-            raise ValueError("this KMeans kept no history (keep_history=False): refit with keep_history=True")
-        hist, distance, inertias = km.history_, km.distance_, getattr(km, 'inertia_history_', None)
-    elif isinstance(km_or_history, (list, tuple)) or (torch.is_tensor(km_or_history) and km_or_history.ndim == 3):
-        hist, distance, inertias = list(km_or_history), None, None
+    """Centroid history as a list of (k, D) tensors on X's device, the distance to assign with, and
+    the fit's own inertia for each entry (None for a plain list: the caller computes them)."""
+    h = km_or_history
+    if hasattr(h, 'fit') and hasattr(h, 'n_clusters'):                # a KMeans (or one like it)
+        if not hasattr(h, 'history_'):
+            raise ValueError("the KMeans is not fitted: call fit(X) first, "
+                             "or pass a list of centroid tensors")
+        if len(h.history_) != h.n_iter_ + 1:
+            raise ValueError("this KMeans kept no history (keep_history=False): "
+                             "refit with keep_history=True")
+        hist, distance, inertias = h.history_, h.distance_, getattr(h, 'inertia_history_', None)
+    elif isinstance(h, (list, tuple)) or (torch.is_tensor(h) and h.ndim == 3):
+        hist, distance, inertias = list(h), None, None
     else:
-        raise TypeError(f"km_or_history must be a fitted KMeans or a list of (k, D) centroid tensors; "
-                        f"got {type(km_or_history).__name__}")
+        raise TypeError("km_or_history must be a fitted KMeans or a list of (k, D) centroid "
+                        f"tensors; got {type(h).__name__}")
     if len(hist) == 0: raise ValueError("the centroid history is empty")
-    hist = [check_array(C, f'history[{i}]', device=X.device, dtype=X.dtype) for i, C in enumerate(hist)]
+    hist = [check_array(C, f'history[{i}]', device=X.device, dtype=X.dtype)
+            for i, C in enumerate(hist)]
     k, D = hist[0].shape
     for i, C in enumerate(hist):
         if tuple(C.shape) != (k, X.shape[1]):
-            raise ValueError(f"history[{i}] has shape {tuple(C.shape)}; expected ({k}, {X.shape[1]}) "
-                             f"(k centres with X's {X.shape[1]} features)")
+            raise ValueError(f"history[{i}] has shape {tuple(C.shape)}; expected "
+                             f"({k}, {X.shape[1]}) (k centres with X's {X.shape[1]} features)")
     if inertias is not None and len(inertias) != len(hist): inertias = None
     return hist, distance, inertias
 
-# %% ../nbs/06_animation.ipynb #8b6bca95
+# %% ../nbs/06_animation.ipynb #d51fd97f
+def _animation(scene, update, n, interval, repeat):
+    "A `FuncAnimation` of `n` frames, frame `i` drawn by `update(i)` on `scene`."
+    anim = FuncAnimation(scene.fig, update, frames=range(n), interval=interval, repeat=repeat)
+    anim.scene, anim.draw, anim.n_frames = scene, update, n
+    anim._draw_was_started = True    # frames are drawn on demand: dropped unrendered is harmless
+    return anim
+
+# %% ../nbs/06_animation.ipynb #63f3c0ac
 def animate_kmeans(X, # points (N, D)
                    km_or_history, # a fitted `KMeans` (its `history_`), or a list of (k, D) centres
                    *,
@@ -190,19 +243,21 @@ def animate_kmeans(X, # points (N, D)
                    dpi=_DPI, # pixels per inch (600 px frames by default)
                    s=4, # marker size
                    alpha=0.6, # marker opacity
-                   title='iteration {i} · inertia {inertia:,.1f}'): # formatted with `i` and `inertia`
-    """A `FuncAnimation` of k-means converging on `X` (N, D): one frame per entry of the centroid history
-    (a fitted `KMeans`'s `history_`, or a list of (k, D) tensors). Frame `i` shows the points coloured by their
-    nearest centre in `history[i]`, the centres, each centre's path so far (`trails`), optionally the Voronoi
-    regions (`voronoi`, 2-D only) and `title` formatted with `i` and `inertia` (a fitted `KMeans`'s own
-    `inertia_history_`, so the last frame shows its `inertia_`, digit for digit). 3-D data get a 3-D scatter;
-    more features are drawn in the plane of the first two principal components of `X`, as the title says.
-    The figure is closed: show it with `show_animation` or save it with `save_animation`.
-    The animation has attributes `n_frames`; `history`, `labels` and `inertias` (one per frame); `scene` (the
-    figure and artists) and `draw(i)`, which sets the artists to frame `i`."""
+                   # formatted with `i` and `inertia`
+                   title='iteration {i} · inertia {inertia:,.1f}'):
+    """A `FuncAnimation` of k-means converging on `X` (N, D): one frame per entry of the centroid
+    history (a fitted `KMeans`'s `history_`, or a list of (k, D) tensors). Frame `i` shows the
+    points coloured by their nearest centre in `history[i]`, the centres, each centre's path so far
+    (`trails`), optionally the Voronoi regions (`voronoi`, 2-D only) and `title` formatted with `i`
+    and `inertia` (a fitted `KMeans`'s own `inertia_history_`, so the last frame shows its
+    `inertia_`, digit for digit). 3-D data get a 3-D scatter; more features are drawn in the plane
+    of the first two principal components of `X`, as the title says. The figure is closed: show it
+    with `show_animation` or save it with `save_animation`. The animation has attributes
+    `n_frames`; `history`, `labels` and `inertias` (one per frame); `scene` (the figure and
+    artists) and `draw(i)`, which sets the artists to frame `i`."""
     X = check_array(X)
     hist, distance, inertias = _history(X, km_or_history)
-    pairs = [assign(X, C, distance) for C in hist]                     # labels (N,), dists (N,) per frame
+    pairs = [assign(X, C, distance) for C in hist]             # labels (N,), dists (N,) per frame
     labels = [l.cpu() for l, _ in pairs]
     if inertias is None: inertias = [float(d.sum()) for _, d in pairs]
     inertias = list(inertias)
@@ -216,68 +271,75 @@ def animate_kmeans(X, # points (N, D)
                    title=title.format(i=i, inertia=inertias[i]))
         return []
 
-    anim = FuncAnimation(scene.fig, update, frames=range(len(hist)), interval=interval, repeat=repeat)
-    anim.history, anim.labels, anim.inertias, anim.n_frames = hist, labels, inertias, len(hist)
-    anim.scene, anim.draw = scene, update
-    anim._draw_was_started = True     # frames are drawn on demand: an animation dropped unrendered is harmless
+    anim = _animation(scene, update, len(hist), interval, repeat)
+    anim.history, anim.labels, anim.inertias = hist, labels, inertias
     return anim
 
-# %% ../nbs/06_animation.ipynb #ba2b0691
+# %% ../nbs/06_animation.ipynb #086ac110
 class AnimationSizeWarning(UserWarning):
     "An embedded animation is larger than matplotlib's `animation.embed_limit`."
 
 def _n_frames(anim):
     return getattr(anim, 'n_frames', None) or getattr(anim, '_save_count', None)
 
-# matplotlib's player takes its button icons from Font Awesome on a CDN: offline (a lecture hall, a CI machine)
-# the buttons come out blank and the browser logs a failed request. These glyphs make the page self-contained.
-_ICONS = {'minus': '\\2212', 'plus': '+', 'fast-backward': '|\\25C0\\25C0', 'step-backward': '|\\25C0',
-          'play': '\\25B6', 'pause': '\\2759\\2759', 'step-forward': '\\25B6|', 'fast-forward': '\\25B6\\25B6|'}
+# %% ../nbs/06_animation.ipynb #21b3d7bb
+_ICONS = {'minus': '\\2212', 'plus': '+', 'fast-backward': '|\\25C0\\25C0',
+          'step-backward': '|\\25C0', 'play': '\\25B6', 'pause': '\\2759\\2759',
+          'step-forward': '\\25B6|', 'fast-forward': '\\25B6\\25B6|'}
 _FONT = '"DejaVu Sans", Verdana, sans-serif'             # matplotlib's font, then look-alikes
-_ICON_CSS = (f'<style>.anim-buttons .fa{{font-style:normal;font-family:{_FONT};display:inline-block}}'
-             '.anim-buttons .fa-flip-horizontal{transform:scaleX(-1)}'
-             + ''.join(f'.anim-buttons .fa-{k}::before{{content:"{v}"}}' for k, v in _ICONS.items()) + '</style>')
+_ICON_CSS = (f'<style>.anim-buttons .fa{{font-style:normal;font-family:{_FONT};'
+             'display:inline-block}.anim-buttons .fa-flip-horizontal{transform:scaleX(-1)}'
+             + ''.join(f'.anim-buttons .fa-{k}::before{{content:"{v}"}}'
+                       for k, v in _ICONS.items())
+             + '</style>')
 _FA_LINK = re.compile(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">')
+
+# %% ../nbs/06_animation.ipynb #b19c4519
 _FRAME = re.compile(r'frames\[(\d+)\] = "data:image/png;base64,([^"]*)"')      # one embedded frame
 
 def _frame_js(m, colors):
-    "One frame's line of the player's script, its PNG re-encoded with `colors` colours, on one line."
+    "One frame's line of the player's script, its PNG re-encoded with `colors` colours."
     data = _small_png(base64.b64decode(m[2].replace('\\\n', '')), colors)
     return f'frames[{m[1]}] = "data:image/png;base64,{base64.b64encode(data).decode()}"'
 
 def _show_first_frame(page):
-    "Frame 0 in the player's `<img>`, with its size in pixels: the picture shows before (and without) any script."
+    "Frame 0 in the player's `<img>`, with its size: a picture before (and without) any script."
     first = re.search(r'frames\[0\] = "(data:image/png;base64,[^"]*)"', page)
     if first is None: return page
     w, h = _png_size(base64.b64decode(first[1].split(',', 1)[1]))
-    return re.sub(r'<img id="(_anim_img\w+)">', lambda m: f'<img id="{m[1]}" src="{first[1]}" width="{w}" '
-                  f'height="{h}" alt="the animation, frame 0">', page, count=1)
+    img = lambda m: (f'<img id="{m[1]}" src="{first[1]}" width="{w}" height="{h}" '
+                     'alt="the animation, frame 0">')
+    return re.sub(r'<img id="(_anim_img\w+)">', img, page, count=1)
 
+# %% ../nbs/06_animation.ipynb #dfac47db
 def animation_html(anim, # a matplotlib `FuncAnimation`
                    *,
                    fps=None, # frames per second (None: the animation's own)
                    embed_limit=None, # MB past which an `AnimationSizeWarning` is given
                    colors=256): # palette size of the frames (None: full colour)
-    """`anim.to_jshtml()` with every frame kept, smaller frames, the first frame shown from the start and no outside
-    resource. Matplotlib silently drops the frames past `rcParams['animation.embed_limit']` (20 MB); here the limit
-    is raised while rendering and an `AnimationSizeWarning` says when the result is bigger than `embed_limit` MB
-    (default: the rcParam). PNG frames get a palette of at most `colors` colours (None: full colour). The player's
-    `<img>` holds frame 0, so it shows a picture even where no script runs, and its button icons are inline glyphs
-    instead of Font Awesome from a CDN."""
+    """`anim.to_jshtml()` with every frame kept, smaller frames, the first frame shown from the
+    start and no outside resource. Matplotlib silently drops the frames past
+    `rcParams['animation.embed_limit']` (20 MB); here the limit is raised while rendering and an
+    `AnimationSizeWarning` says when the result is bigger than `embed_limit` MB (default: the
+    rcParam). PNG frames get a palette of at most `colors` colours (None: full colour). The
+    player's `<img>` holds frame 0, so it shows a picture even where no script runs, and its button
+    icons are inline glyphs instead of Font Awesome from a CDN."""
     limit = mpl.rcParams['animation.embed_limit'] if embed_limit is None else float(embed_limit)
-    if fps is not None: anim.__dict__.pop('_html_representation', None)     # to_jshtml caches its result
+    if fps is not None: anim.__dict__.pop('_html_representation', None)  # to_jshtml caches a page
     with mpl.rc_context({'animation.embed_limit': max(limit, 1e6)}):
         page = anim.to_jshtml(fps=fps)
     page = _FA_LINK.sub(lambda m: _ICON_CSS, page, count=1)            # no request to a CDN
     page = _show_first_frame(_FRAME.sub(lambda m: _frame_js(m, colors), page))
     size = len(page.encode()) / 2**20
     if size > limit:
-        warnings.warn(f"the animation's HTML is {size:.3g} MB, above the embed limit of {limit:g} MB "
-                      f"(where matplotlib would have dropped frames): all {_n_frames(anim)} frames are kept, "
-                      "but use fewer frames, a smaller figsize or a lower dpi to keep notebooks small",
+        warnings.warn(f"the animation's HTML is {size:.3g} MB, above the embed limit of "
+                      f"{limit:g} MB (where matplotlib would have dropped frames): all "
+                      f"{_n_frames(anim)} frames are kept, but use fewer frames, a smaller "
+                      "figsize or a lower dpi to keep notebooks small",
                       AnimationSizeWarning, stacklevel=3)
     return page
 
+# %% ../nbs/06_animation.ipynb #8170bdc6
 def jshtml_frame_count(page):
     "How many frames a `to_jshtml` page embeds."
     return len(re.findall(r'frames\[\d+\] = "data:image/', page))
@@ -287,11 +349,41 @@ def show_animation(anim, # a matplotlib `FuncAnimation`
                    fps=None, # frames per second (None: the animation's own)
                    embed_limit=None, # MB past which an `AnimationSizeWarning` is given
                    colors=256): # palette size of the frames (None: full colour)
-    "Display `anim` in Jupyter as an interactive JavaScript player (`IPython.display.HTML`), never dropping frames."
+    """Display `anim` in Jupyter as an interactive JavaScript player (`IPython.display.HTML`),
+    never dropping frames."""
     from IPython.display import HTML
     return HTML(animation_html(anim, fps=fps, embed_limit=embed_limit, colors=colors))
 
-# %% ../nbs/06_animation.ipynb #81e0c8c6
+# %% ../nbs/06_animation.ipynb #2be7125d
+def _point_frames(frames, labels, centres):
+    "`animate_points`'s input checked: lists of (N, D) frames, (N,) labels and (m, D) centres."
+    frames = [check_array(f, f'frames[{i}]').cpu() for i, f in enumerate(frames)]
+    if not frames: raise ValueError("frames is empty")
+    (N, D), T = frames[0].shape, len(frames)
+    for i, f in enumerate(frames):
+        if tuple(f.shape) != (N, D):
+            raise ValueError(f"frames[{i}] has shape {tuple(f.shape)}; expected ({N}, {D}) "
+                             "like frames[0]")
+    if labels is not None:
+        one = np.ndim(_np(labels[0])) == 0                  # one (N,) array for every frame
+        labels = ([torch.as_tensor(_np(labels)).long()] * T if one
+                  else [torch.as_tensor(_np(l)).long() for l in labels])
+        if len(labels) != T: raise ValueError(f"labels has {len(labels)} entries for {T} frames")
+        for i, l in enumerate(labels):
+            if tuple(l.shape) != (N,):
+                raise ValueError(f"labels[{i}] has shape {tuple(l.shape)}; expected ({N},)")
+            if len(l) and int(l.min()) < 0:
+                raise ValueError(f"labels[{i}] has negative values; expected 0, 1, 2, ...")
+    if centres is not None:
+        centres = [check_array(c, f'centres[{i}]').cpu() for i, c in enumerate(centres)]
+        if len(centres) != T:
+            raise ValueError(f"centres has {len(centres)} entries for {T} frames")
+        for i, c in enumerate(centres):
+            if c.shape[1] != D:
+                raise ValueError(f"centres[{i}] has {c.shape[1]} features; the points have {D}")
+    return frames, labels, centres
+
+# %% ../nbs/06_animation.ipynb #32c497a0
 def animate_points(frames, # a list of (N, D) point sets, one per frame
                    labels=None, # cluster of each point (N,)
                    centres=None, # centres (k, D) to draw in every frame
@@ -303,49 +395,41 @@ def animate_points(frames, # a list of (N, D) point sets, one per frame
                    dpi=_DPI, # pixels per inch
                    s=4, # marker size
                    alpha=0.6): # marker opacity
-    """A `FuncAnimation` of a point cloud moving: `frames` is a sequence of (N, D) arrays or tensors (or one
-    (T, N, D) tensor), one per frame, D = 2 or 3 (more features: PCA of the first frame).
-    `labels`: None (one colour), one (N,) int array for every frame, or a sequence of them, one per frame.
-    `centres`: None or a sequence of (m, D) arrays, one per frame (m may change), drawn as crosses.
-    `title`: a format string given `i`, the frame index. Returns the animation (figure closed), with
-    attributes `n_frames`, `frames`, `labels`, `scene` and `draw(i)`."""
-    frames = [check_array(f, f'frames[{i}]').cpu() for i, f in enumerate(frames)]
-    if not frames: raise ValueError("frames is empty")
-    N, D = frames[0].shape
-    for i, f in enumerate(frames):
-        if tuple(f.shape) != (N, D): raise ValueError(f"frames[{i}] has shape {tuple(f.shape)}; expected ({N}, {D}) like frames[0]")
-    T = len(frames)
-    if labels is not None:
-        labels = [torch.as_tensor(_np(labels)).long()] * T if np.ndim(_np(labels[0])) == 0 else \
-                 [torch.as_tensor(_np(l)).long() for l in labels]
-        if len(labels) != T: raise ValueError(f"labels has {len(labels)} entries for {T} frames")
-        for i, l in enumerate(labels):
-            if tuple(l.shape) != (N,): raise ValueError(f"labels[{i}] has shape {tuple(l.shape)}; expected ({N},)")
-            if len(l) and int(l.min()) < 0: raise ValueError(f"labels[{i}] has negative values; expected 0, 1, 2, ...")
-    if centres is not None:
-        centres = [check_array(c, f'centres[{i}]').cpu() for i, c in enumerate(centres)]
-        if len(centres) != T: raise ValueError(f"centres has {len(centres)} entries for {T} frames")
-        for i, c in enumerate(centres):
-            if c.shape[1] != D: raise ValueError(f"centres[{i}] has {c.shape[1]} features; the points have {D}")
+    """A `FuncAnimation` of a point cloud moving: `frames` is a sequence of (N, D) arrays or
+    tensors (or one (T, N, D) tensor), one per frame, D = 2 or 3 (more features: PCA of the first
+    frame). `labels`: None (one colour), one (N,) int array for every frame, or a sequence of them,
+    one per frame. `centres`: None or a sequence of (m, D) arrays, one per frame (m may change),
+    drawn as crosses. `title`: a format string given `i`, the frame index. Returns the animation
+    (figure closed), with attributes `n_frames`, `frames`, `labels`, `scene` and `draw(i)`."""
+    frames, labels, centres = _point_frames(frames, labels, centres)
     k = None if labels is None else int(max(int(l.max()) for l in labels)) + 1
     extra = frames[1:] + (centres or [])
-    scene = _Scene(frames[0], k, extra=extra, trails=False, figsize=figsize, dpi=dpi, s=s, alpha=alpha)
+    scene = _Scene(frames[0], k, extra=extra, trails=False, figsize=figsize, dpi=dpi, s=s,
+                   alpha=alpha)
 
     def update(i):
         scene.draw(points=frames[i], labels=None if labels is None else labels[i],
                    centres=None if centres is None else centres[i], title=title.format(i=i))
         return []
 
-    anim = FuncAnimation(scene.fig, update, frames=range(T), interval=interval, repeat=repeat)
-    anim.frames, anim.labels, anim.n_frames = frames, labels, T
-    anim.scene, anim.draw = scene, update
-    anim._draw_was_started = True     # frames are drawn on demand: an animation dropped unrendered is harmless
+    anim = _animation(scene, update, len(frames), interval, repeat)
+    anim.frames, anim.labels = frames, labels
     return anim
 
-# %% ../nbs/06_animation.ipynb #34f89712
-_PAGE_CSS = (f'<style>body{{font-family:{_FONT};margin:1.5em;color:#222}} h1{{font-size:1.4em;margin:0 0 .3em}}'
-             f' p{{margin:0 0 1em;color:#444}} button,input,label{{font-family:inherit}}</style>')
+# %% ../nbs/06_animation.ipynb #f910a3c9
+_PAGE_CSS = (f'<style>body{{font-family:{_FONT};margin:1.5em;color:#222}} '
+             'h1{font-size:1.4em;margin:0 0 .3em} p{margin:0 0 1em;color:#444} '
+             'button,input,label{font-family:inherit}</style>')
 
+def _page(title, subtitle, body):
+    "A self-contained HTML page: `title` as its heading, an optional `subtitle` line, then `body`."
+    title = html.escape(title)
+    sub = f'<p>{html.escape(subtitle)}</p>\n' if subtitle else ''
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
+            f'<title>{title}</title>\n{_PAGE_CSS}</head>\n<body>\n<h1>{title}</h1>\n'
+            f'{sub}{body}\n</body>\n</html>\n')
+
+# %% ../nbs/06_animation.ipynb #9cd11102
 def save_animation(anim, # a matplotlib `FuncAnimation`
                    path, # a `.gif` or `.html` file
                    fps=None, # frames per second (None: the animation's own)
@@ -353,34 +437,35 @@ def save_animation(anim, # a matplotlib `FuncAnimation`
                    embed_limit=None, # MB past which an `AnimationSizeWarning` is given (html)
                    title=None, # the page's heading (html; None: the file's name)
                    subtitle=None): # a line under the heading (html)
-    """Save `anim` as a `.gif` (Pillow, no ffmpeg needed) or as a self-contained `.html` page (the jshtml player
-    under a heading, `title` or else the file's name, and an optional `subtitle` line, all in one sans-serif font).
-    `fps` defaults to the animation's own speed. Returns the path."""
+    """Save `anim` as a `.gif` (Pillow, no ffmpeg needed) or as a self-contained `.html` page (the
+    jshtml player under a heading, `title` or else the file's name, and an optional `subtitle`
+    line, all in one sans-serif font). `fps` defaults to the animation's own speed. Returns the
+    path."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in ('.gif', '.html', '.htm'):
         raise ValueError(f"save_animation writes .gif or .html files; got {path.name!r}")
-    if not path.parent.is_dir(): raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
     own = 1000 / anim._interval                                  # the animation's own speed
     if fps is None: fps = own
     if not fps > 0: raise ValueError(f"fps must be > 0; got {fps!r}")
     if ext == '.gif':
         anim.save(path, writer=PillowWriter(fps=fps))
     else:
-        body = animation_html(anim, fps=None if fps == own else fps, embed_limit=embed_limit)   # reuse a rendering
-        title = html.escape(title or path.stem)
-        sub = f'<p>{html.escape(subtitle)}</p>\n' if subtitle else ''
-        path.write_text(f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>{title}</title>\n'
-                        f'{_PAGE_CSS}</head>\n<body>\n<h1>{title}</h1>\n{sub}{body}\n</body>\n</html>\n', encoding='utf-8')
+        body = animation_html(anim, fps=None if fps == own else fps,      # reuse a rendering
+                              embed_limit=embed_limit)
+        path.write_text(_page(title or path.stem, subtitle, body), encoding='utf-8')
     return path
 
-# %% ../nbs/06_animation.ipynb #f794b053
+# %% ../nbs/06_animation.ipynb #1287ed4d
 class KMeansExplorer:
-    """An ipywidgets UI for k-means on `X`: sliders for k and the iteration, a seed box, an init menu and a
-    play button. Each fit's history is computed once; moving through it only updates the artists of one
-    persistent figure and re-renders it into an `Image` widget, so nothing flickers or piles up.
-    Everything a test needs is an attribute: the widgets (`k`, `seed`, `init`, `iteration`, `play`),
-    the fitted `km`, the per-iteration `labels` and `inertias`, and `scene` (figure and artists)."""
+    """An ipywidgets UI for k-means on `X`: sliders for k and the iteration, a seed box, an init
+    menu and a play button. Each fit's history is computed once; moving through it only updates the
+    artists of one persistent figure and re-renders it into an `Image` widget, so nothing flickers
+    or piles up. Everything a test needs is an attribute: the widgets (`k`, `seed`, `init`,
+    `iteration`, `play`), the fitted `km`, the per-iteration `labels` and `inertias`, and `scene`
+    (figure and artists)."""
     def __init__(self, X, k=6, *, seed=0, init='k-means++', max_iter=50, k_max=12, trails=True,
                  voronoi=False, interval=400, figsize=_FIGSIZE, dpi=_DPI, s=4):
         import ipywidgets as W
@@ -396,52 +481,66 @@ class KMeansExplorer:
         self.play = W.Play(value=0, min=0, max=0, interval=interval, description='play')
         W.link((self.play, 'value'), (self.iteration, 'value'))
         W.link((self.play, 'max'), (self.iteration, 'max'))
-        self.image = W.Image(format='png', layout=W.Layout(width=f'{int(figsize[0] * dpi)}px'))  # natural size, not stretched
+        width = f'{int(figsize[0] * dpi)}px'                    # natural size, not stretched
+        self.image = W.Image(format='png', layout=W.Layout(width=width))
         self.status = W.HTML()
-        self.widget = W.VBox([W.HBox([self.k, self.seed, self.init]), W.HBox([self.play, self.iteration]),
-                              self.image, self.status])
+        self.widget = W.VBox([W.HBox([self.k, self.seed, self.init]),
+                              W.HBox([self.play, self.iteration]), self.image, self.status])
         self._busy = False
-        for w in (self.k, self.seed, self.init): w.observe(lambda change: self.refit(), names='value')
+        for w in (self.k, self.seed, self.init):
+            w.observe(lambda change: self.refit(), names='value')
         self.iteration.observe(lambda change: self.show(change['new']), names='value')
         self.refit()
 
-    def refit(self):
-        "Fit k-means for the current k, seed and init; go to the last iteration."
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            self.km = KMeans(self.k.value, init=self.init.value, n_init=1, random_state=self.seed.value, max_iter=self.max_iter).fit(self.X)
-        pairs = [assign(self.X, C) for C in self.km.history_]
-        self.labels = [l for l, _ in pairs]
-        self.inertias = list(self.km.inertia_history_)       # the fit's own: the title and the status line agree
-        self.fig.clear()
-        self.scene = _Scene(self.X, self.km.n_clusters, extra=self.km.history_, fig=self.fig, **self.opts)
-        self.scene.draw(points=self.X)
-        self._busy = True                                    # one redraw, not one per trait change
-        try:
-            self.iteration.max = self.km.n_iter_
-            self.iteration.value = self.km.n_iter_
-        finally: self._busy = False
-        msg = f"k = {self.km.n_clusters}: converged in {self.km.n_iter_} iterations, inertia {self.km.inertia_:,.1f}"
-        self.status.value = msg + ''.join(f"<br>⚠ {w.message}" for w in caught)
-        self.show(self.iteration.value)
+# %% ../nbs/06_animation.ipynb #cfa6db3c
+@patch
+def refit(self:KMeansExplorer):
+    "Fit k-means for the current k, seed and init; go to the last iteration."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        self.km = KMeans(self.k.value, init=self.init.value, n_init=1,
+                         random_state=self.seed.value, max_iter=self.max_iter).fit(self.X)
+    pairs = [assign(self.X, C) for C in self.km.history_]
+    self.labels = [l for l, _ in pairs]
+    self.inertias = list(self.km.inertia_history_)    # the fit's own: title and status agree
+    self.fig.clear()
+    self.scene = _Scene(self.X, self.km.n_clusters, extra=self.km.history_, fig=self.fig,
+                        **self.opts)
+    self.scene.draw(points=self.X)
+    self._busy = True                                    # one redraw, not one per trait change
+    try:
+        self.iteration.max = self.km.n_iter_
+        self.iteration.value = self.km.n_iter_
+    finally: self._busy = False
+    msg = (f"k = {self.km.n_clusters}: converged in {self.km.n_iter_} iterations, "
+           f"inertia {self.km.inertia_:,.1f}")
+    self.status.value = msg + ''.join(f"<br>⚠ {w.message}" for w in caught)
+    self.show(self.iteration.value)
 
-    def show(self, i):
-        "Draw iteration `i` of the current fit."
-        if self._busy: return
-        i = int(i)
-        self.scene.draw(labels=self.labels[i], centres=self.km.history_[i], trail=self.km.history_[:i + 1],
-                        title=f"iteration {i} · inertia {self.inertias[i]:,.1f}")
-        self.image.value = self.scene.png()
+# %% ../nbs/06_animation.ipynb #dd39f32c
+@patch
+def show(self:KMeansExplorer, i):
+    "Draw iteration `i` of the current fit."
+    if self._busy: return
+    i = int(i)
+    self.scene.draw(labels=self.labels[i], centres=self.km.history_[i],
+                    trail=self.km.history_[:i + 1],
+                    title=f"iteration {i} · inertia {self.inertias[i]:,.1f}")
+    self.image.value = self.scene.png()
 
-    def _repr_mimebundle_(self, **kwargs):
-        # The live widget in Jupyter; where no widget state is saved (docs, nbconvert) the current figure as a PNG.
-        data = self.widget._repr_mimebundle_(**kwargs)
-        data['image/png'] = base64.b64encode(self.image.value).decode('ascii')
-        data['text/plain'] = f"KMeansExplorer(k={self.k.value}, seed={self.seed.value}, init={self.init.value!r})"
-        return data
+@patch
+def _repr_mimebundle_(self:KMeansExplorer, **kwargs):
+    # The live widget in Jupyter; where no widget state is saved (docs, nbconvert), a PNG.
+    data = self.widget._repr_mimebundle_(**kwargs)
+    data['image/png'] = base64.b64encode(self.image.value).decode('ascii')
+    data['text/plain'] = (f"KMeansExplorer(k={self.k.value}, seed={self.seed.value}, "
+                          f"init={self.init.value!r})")
+    return data
 
+# %% ../nbs/06_animation.ipynb #cf82fa45
 def kmeans_explorer(X,         # points (N, D)
                     k=6,       # the starting number of clusters
-                    **kwargs): # `KMeansExplorer` options: seed, init, max_iter, k_max, trails, voronoi, ...
-    "An interactive `KMeansExplorer` for `X`; display it (last line of a cell) to use it. Keywords go to `KMeansExplorer`."
+                    **kwargs): # `KMeansExplorer` options: seed, init, max_iter, k_max, trails, ...
+    """An interactive `KMeansExplorer` for `X`; display it (last line of a cell) to use it.
+    Keywords go to `KMeansExplorer`."""
     return KMeansExplorer(X, k, **kwargs)
