@@ -107,7 +107,7 @@ def _shift_nn(Y, X, nbr, p, bw, wfn, rows):
         newp[s:s + rows] = cand.gather(1, near[:, None])[:, 0]
     return new, logd, newp
 
-# %% ../nbs/07_meanshift.ipynb #68d47392
+# %% ../nbs/07_meanshift.ipynb #1c816271
 from .validation import (check_array, get_device, convergence_warning, not_fitted,
                                        check_int, check_random_state, Interval, Options,
                                        validate_params)
@@ -123,7 +123,7 @@ def _lex_rank(Y):
         order = order[Y[order, j].argsort(stable=True)]
     return torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=Y.device))
 
-# %% ../nbs/07_meanshift.ipynb #aed79697
+# %% ../nbs/07_meanshift.ipynb #47e5c494
 def _order(Y, logd, first):
     """The rows of `Y` in merge order: rows where `first` is True first, then the densest first.
     Log densities that agree to 1e-4 tie (the flat kernel's are exact counts); ties go to the
@@ -139,7 +139,7 @@ def _order(Y, logd, first):
     order = order[key[order].argsort(descending=True, stable=True)]
     return order[(~first[order]).to(torch.int8).argsort(stable=True)]
 
-# %% ../nbs/07_meanshift.ipynb #83d81d8d
+# %% ../nbs/07_meanshift.ipynb #87078b87
 def _merge(Y, logd, converged, radius, min_size):
     """Greedy mode merging. The densest converged position not yet taken becomes a mode and takes
     every position within `radius` of it; repeat. Modes holding fewer than `min_size` points are
@@ -327,7 +327,7 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1):
         return X
     return out(seeds)
 
-# %% ../nbs/07_meanshift.ipynb #09a6c144
+# %% ../nbs/07_meanshift.ipynb #13d2173d
 def _start_points(X, bw, offset, seeds, bin_seeding, min_bin_freq):
     """The centred start points (n, D) of the climbs: `seeds`, the bins of `bin_seeding`, or None
     (every data point)."""
@@ -345,7 +345,7 @@ def _start_points(X, bw, offset, seeds, bin_seeding, min_bin_freq):
                          "lower min_bin_freq")
     return S - offset
 
-# %% ../nbs/07_meanshift.ipynb #08c25e5b
+# %% ../nbs/07_meanshift.ipynb #1a983d89
 def _relabel(lab, d2, keep, reach2):
     "Labels over the kept modes: -1 where the nearest mode `lab` is dropped or out of reach."
     new_id = keep.long().cumsum(0) - 1                                    # (K,)
@@ -358,7 +358,7 @@ def _nearest_modes(X, modes, min_size, reach2, memory_budget=None):
     keep = torch.bincount(lab, minlength=modes.shape[0]) >= min_size     # (K,)
     return keep, _relabel(lab, d2, keep, reach2)
 
-# %% ../nbs/07_meanshift.ipynb #ca748c9f
+# %% ../nbs/07_meanshift.ipynb #05d4201c
 def _distinct_modes(X, min_size):
     """A zero bandwidth: every distinct row of `X` is a mode, the most repeated first.
     Returns (modes, kept (K,), labels (N,))."""
