@@ -8,37 +8,53 @@ __all__ = ['KERNELS', 'MeanShift', 'meanshift_step', 'estimate_bandwidth', 'knn'
 # %% ../nbs/07_meanshift.ipynb #7eeb1492
 import math, numbers, warnings
 import torch
-from .validation import (check_array, get_device, convergence_warning, not_fitted, check_int,
-                                       check_random_state, Interval, Options, validate_params)
 from .assignment import chunk_rows, assign
 from .distances import sq_dists
-from .lloyd import progress_bar
-from .estimators import BaseEstimator, output_like, feature_names, document_init
 
 # %% ../nbs/07_meanshift.ipynb #f589f617
 _LOG2E = 1 / math.log(2)
 
 def _w_gaussian(d2, bw):
-    """Gaussian weights from squared distances (n, k). Each row is divided by its largest weight (it cancels in the
-    weighted mean, and no row is all zeros); `exp2` because `exp` crawls through underflowing values on some CPUs."""
+    """Gaussian weights from squared distances (n, k), each row divided by its largest weight (it
+    cancels in the weighted mean, and no row is all zeros); `exp2` because `exp` crawls through
+    underflowing values on some CPUs. Returns (weights (n, k), log of the factor (n,))."""
     z = d2 * (-0.5 * _LOG2E / bw ** 2)                            # (n, k) log2 weights
     zmax = z.max(1, keepdim=True).values                         # (n, 1)
     return (z - zmax).exp2_(), zmax[:, 0] / _LOG2E                # weights (n, k), log scale (n,)
 
 # %% ../nbs/07_meanshift.ipynb #bfdac48c
 def _w_triangular(d2, bw): return (1 - d2.sqrt() / bw).clamp_min_(0), None
-
-# %% ../nbs/07_meanshift.ipynb #1d7300a9
 def _w_flat(d2, bw): return (d2 <= bw * bw).to(d2.dtype), None
 
-# %% ../nbs/07_meanshift.ipynb #29552c6e
 KERNELS = {'gaussian': _w_gaussian, 'triangular': _w_triangular, 'flat': _w_flat}
 
 # %% ../nbs/07_meanshift.ipynb #6f280208
 def _finish(num, den, Y, scale):
-    "`num / den` row by row; rows with no weight at all stay at `Y`. Also the log kernel density (up to a constant)."
-    new = torch.where(den[:, None] > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny)[:, None], Y)   # (n, D)
-    logd = den.log() if scale is None else den.log() + scale     # (n,)
+    """`num / den` row by row; rows with no weight at all stay at `Y`. Also the log kernel density
+    (up to a constant)."""
+    safe = den.clamp_min(torch.finfo(den.dtype).tiny)[:, None]                  # (n, 1)
+    new = torch.where(den[:, None] > 0, num / safe, Y)                          # (n, D)
+    logd = den.log() if scale is None else den.log() + scale                    # (n,)
+    return new, logd
+
+# %% ../nbs/07_meanshift.ipynb #69cf94a6
+def _shift(Y, X, bw, wfn, rows=None, memory_budget=None):
+    """Batched step, `rows` rows of `Y` at a time: (new rows (n, D), log kernel density at the
+    old rows (n,))."""
+    n, N = Y.shape[0], X.shape[0]
+    rows = rows or chunk_rows(n, N, X.element_size(), memory_budget, X.device)
+    new, logd = torch.empty_like(Y), torch.empty(n, dtype=Y.dtype, device=Y.device)
+    gauss = wfn is _w_gaussian
+    if gauss: c = -0.5 * _LOG2E / bw ** 2; xx = (X * X).sum(1) * c     # (N,)
+    for s in range(0, n, rows):
+        y = Y[s:s + rows]                                    # (b, D)
+        if gauss:                                            # log2 weights, but for a row constant
+            z = torch.addmm(xx, y, X.T, alpha=-2 * c)        # (b, N) in one addmm
+            zmax = z.amax(1, keepdim=True)                   # (b, 1): amax, no indices to track
+            w = z.sub_(zmax).exp2_()                         # (b, N)
+            scale = (zmax[:, 0] + c * (y * y).sum(1)) / _LOG2E   # (b,) natural log
+        else: w, scale = wfn(sq_dists(y, X), bw)             # (b, N)
+        new[s:s + rows], logd[s:s + rows] = _finish(w @ X, w.sum(1), y, scale)
     return new, logd
 
 # %% ../nbs/07_meanshift.ipynb #aa6b70c8
@@ -50,10 +66,13 @@ def _get_kernel(kernel):
 
 # %% ../nbs/07_meanshift.ipynb #1948d8c6
 def _check_bandwidth(bw):
-    if isinstance(bw, bool) or not isinstance(bw, numbers.Real) and not (torch.is_tensor(bw) and bw.numel() == 1):
-        raise TypeError(f"bandwidth must be a positive number or None; got {type(bw).__name__} {bw!r}")
+    number = isinstance(bw, numbers.Real) or torch.is_tensor(bw) and bw.numel() == 1
+    if isinstance(bw, bool) or not number:
+        raise TypeError("bandwidth must be a positive number or None; "
+                        f"got {type(bw).__name__} {bw!r}")
     bw = float(bw)
-    if not math.isfinite(bw) or bw <= 0: raise ValueError(f"bandwidth must be a finite number > 0; got {bw!r}")
+    if not math.isfinite(bw) or bw <= 0:
+        raise ValueError(f"bandwidth must be a finite number > 0; got {bw!r}")
     return bw
 
 # %% ../nbs/07_meanshift.ipynb #91212c1c
@@ -64,43 +83,54 @@ def meanshift_step(Y, # the points to move (n, D)
                    *,
                    batch_size=None, # rows of `Y` per block (None: from `memory_budget`)
                    memory_budget=None): # bytes of scratch memory for one block
-    """One mean-shift step: every row of `Y` (n, D) moves to the kernel-weighted mean of the data `X` (N, D),
-    `batch_size` rows at a time (default: from the memory budget). Returns a new (n, D) tensor."""
-    return _shift(Y, X, _check_bandwidth(bandwidth), _get_kernel(kernel), batch_size, memory_budget)[0]
+    """One mean-shift step: every row of `Y` (n, D) moves to the kernel-weighted mean of the data
+    `X` (N, D), `batch_size` rows at a time. Returns a new (n, D) tensor."""
+    bw, wfn = _check_bandwidth(bandwidth), _get_kernel(kernel)
+    return _shift(Y, X, bw, wfn, batch_size, memory_budget)[0]
 
-# %% ../nbs/07_meanshift.ipynb #69cf94a6
-def _shift(Y, X, bw, wfn, rows=None, memory_budget=None):
-    "Batched step: (new rows (n, D), log kernel density at the old rows (n,)), `rows` rows of `Y` at a time."
-    n, N = Y.shape[0], X.shape[0]
-    rows = rows or chunk_rows(n, N, X.element_size(), memory_budget, X.device)
+# %% ../nbs/07_meanshift.ipynb #76d3ef7a
+def _shift_nn(Y, X, nbr, p, bw, wfn, rows):
+    """Mean-shift step using only neighbours: row i of `Y` averages the rows `nbr[p[i]]` of `X`,
+    the `m` nearest data points of the data point `p[i]` it follows. Returns new rows, log
+    densities, and the candidate nearest to each new position (the point to follow next: a walk
+    on the neighbour graph)."""
+    n = Y.shape[0]
     new, logd = torch.empty_like(Y), torch.empty(n, dtype=Y.dtype, device=Y.device)
-    if wfn is _w_gaussian: c = -0.5 * _LOG2E / bw ** 2; xx = (X * X).sum(1) * c                  # (N,)
+    newp = torch.empty_like(p)
     for s in range(0, n, rows):
-        y = Y[s:s + rows]                                        # (b, D)
-        if wfn is _w_gaussian:                                   # log2 weights up to a per-row constant: one addmm
-            z = torch.addmm(xx, y, X.T, alpha=-2 * c)            # (b, N)
-            zmax = z.amax(1, keepdim=True)                       # (b, 1): amax, no indices to track
-            w = z.sub_(zmax).exp2_()                             # (b, N)
-            scale = (zmax[:, 0] + c * (y * y).sum(1)) / _LOG2E    # (b,) natural log
-        else: w, scale = wfn(sq_dists(y, X), bw)                 # (b, N)
-        new[s:s + rows], logd[s:s + rows] = _finish(w @ X, w.sum(1), y, scale)
-    return new, logd
+        y, cand = Y[s:s + rows], nbr[p[s:s + rows]]                  # (b, D), (b, m)
+        xc = X[cand]                                                  # (b, m, D)
+        w, scale = wfn(((xc - y[:, None]) ** 2).sum(-1), bw)          # (b, m)
+        num = torch.bmm(w[:, None], xc)[:, 0]                         # (b, D)
+        new[s:s + rows], logd[s:s + rows] = _finish(num, w.sum(1), y, scale)
+        near = ((xc - new[s:s + rows, None]) ** 2).sum(-1).argmin(1)  # (b,)
+        newp[s:s + rows] = cand.gather(1, near[:, None])[:, 0]
+    return new, logd, newp
+
+# %% ../nbs/07_meanshift.ipynb #1c816271
+from .validation import (check_array, get_device, convergence_warning, not_fitted,
+                                       check_int, check_random_state, Interval, Options,
+                                       validate_params)
+from .lloyd import progress_bar
+from .estimators import BaseEstimator, output_like, feature_names, document_init
 
 # %% ../nbs/07_meanshift.ipynb #25224c72
 def _lex_rank(Y):
-    "The rank (n,) of every row of `Y` (n, D) in lexicographic order, coordinates compared left to right."
-    if Y.shape[1] > 8: return torch.unique(Y, dim=0, return_inverse=True)[1]   # one sort of whole rows
+    "The rank (n,) of every row of `Y` (n, D) in lexicographic order (columns left to right)."
+    if Y.shape[1] > 8: return torch.unique(Y, dim=0, return_inverse=True)[1]  # sort whole rows
     order = torch.arange(Y.shape[0], device=Y.device)
-    for j in reversed(range(Y.shape[1])): order = order[Y[order, j].argsort(stable=True)]   # few columns: faster
+    for j in reversed(range(Y.shape[1])):                                     # few columns: faster
+        order = order[Y[order, j].argsort(stable=True)]
     return torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=Y.device))
 
+# %% ../nbs/07_meanshift.ipynb #47e5c494
 def _order(Y, logd, first):
-    """The rows of `Y` in merge order: rows where `first` is True first, then the densest first. Log densities
-    that agree to 1e-4 tie (the flat kernel's are exact counts); ties go to the larger coordinates, compared
-    left to right."""
+    """The rows of `Y` in merge order: rows where `first` is True first, then the densest first.
+    Log densities that agree to 1e-4 tie (the flat kernel's are exact counts); ties go to the
+    larger coordinates, compared left to right."""
     key = (logd * 1e4).round()                                        # (n,)
     order = key.argsort(descending=True, stable=True)
-    same = key[order][1:] == key[order][:-1]                          # neighbours in that order with equal keys
+    same = key[order][1:] == key[order][:-1]                          # neighbours with equal keys
     tied = torch.zeros(Y.shape[0], dtype=torch.bool, device=Y.device)
     tied[order[1:][same]] = True; tied[order[:-1][same]] = True
     rank = torch.zeros(Y.shape[0], dtype=torch.long, device=Y.device)
@@ -109,11 +139,13 @@ def _order(Y, logd, first):
     order = order[key[order].argsort(descending=True, stable=True)]
     return order[(~first[order]).to(torch.int8).argsort(stable=True)]
 
+# %% ../nbs/07_meanshift.ipynb #87078b87
 def _merge(Y, logd, converged, radius, min_size):
-    """Greedy mode merging. The densest converged position not yet taken becomes a mode and takes every position
-    within `radius` of it; repeat. Modes holding fewer than `min_size` points are dropped.
-    Returns (mode positions (K, D), label of every point (N,), -1 where the point reached no mode)."""
-    order = _order(Y, logd, converged)                                # converged first, densest first
+    """Greedy mode merging. The densest converged position not yet taken becomes a mode and takes
+    every position within `radius` of it; repeat. Modes holding fewer than `min_size` points are
+    dropped. Returns (mode positions (K, D), label of every point (N,), -1 where it reached no
+    mode)."""
+    order = _order(Y, logd, converged)                             # converged first, densest first
     owner = torch.full((Y.shape[0],), -1, dtype=torch.long, device=Y.device)
     leaders, rem = [], order
     while rem.numel() and bool(converged[rem[0]]):
@@ -124,28 +156,33 @@ def _merge(Y, logd, converged, radius, min_size):
         rem = rem[~take]
     if not leaders: return Y[:0], owner
     leaders = torch.stack(leaders)                                    # (K0,)
-    keep = torch.bincount(owner[owner >= 0], minlength=len(leaders)) >= min_size   # (K0,)
+    counts = torch.bincount(owner[owner >= 0], minlength=len(leaders))   # (K0,)
+    keep = counts >= min_size                                         # (K0,)
     new_id = keep.long().cumsum(0) - 1
-    owner = torch.where((owner >= 0) & keep[owner.clamp_min(0)], new_id[owner.clamp_min(0)], -1)
+    o = owner.clamp_min(0)
+    owner = torch.where((owner >= 0) & keep[o], new_id[o], -1)
     return Y[leaders[keep]], owner
 
 # %% ../nbs/07_meanshift.ipynb #18c6ff0c
 def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, random_state=0, batch_size=None,
                        memory_budget=None):
     """scikit-learn's bandwidth estimate: the mean, over the points, of the distance to their
-    `int(quantile * N)`-th nearest point (the point itself counts as the first). Chunked: memory O(batch_size * N).
+    `int(quantile * N)`-th nearest point (the point itself counts as the first). Chunked: memory
+    O(batch_size * N).
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
         The data: a tensor (on any device), a NumPy array or a nested list.
     quantile : float in [0, 1], default=0.3
-        Which neighbour: 0.3 looks at the nearest 30% of the data around each point; 0.5 is about the median
-        pairwise distance. Smaller values give smaller bandwidths (more, smaller clusters).
+        Which neighbour: 0.3 looks at the nearest 30% of the data around each point; 0.5 is about
+        the median pairwise distance. Smaller values give smaller bandwidths (more, smaller
+        clusters).
     n_samples : int, optional
-        Estimate on this many points drawn at random (the estimate costs O(N^2)); by default all of them.
+        Estimate on this many points drawn at random (the estimate costs O(N^2)); by default all.
     random_state : int, None, torch.Generator or NumPy random state, default=0
-        Draws the `n_samples` points. The default 0 gives the same estimate every time, as in scikit-learn.
+        Draws the `n_samples` points. The default 0 gives the same estimate every time, as in
+        scikit-learn.
     batch_size : int, optional
         Rows of `X` per block of distances (default: from `memory_budget`).
     memory_budget : int, optional
@@ -162,15 +199,16 @@ def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, random_state=0, batch
                     dict(quantile=quantile, n_samples=n_samples, random_state=random_state),
                     'estimate_bandwidth')
     if n_samples is not None and n_samples < X.shape[0]:
-        X = X[torch.randperm(X.shape[0], generator=check_random_state(random_state))[:n_samples].to(X.device)]
+        pick = torch.randperm(X.shape[0], generator=check_random_state(random_state))[:n_samples]
+        X = X[pick.to(X.device)]
     N = X.shape[0]
     k = max(1, int(N * quantile))
-    Xc = X - X.mean(0)                                                   # centred: the expansion loses less precision
+    Xc = X - X.mean(0)                                # centred: the expansion loses less precision
     rows = batch_size or chunk_rows(N, N, X.element_size(), memory_budget, X.device)
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     for s in range(0, N, rows):
-        j = sq_dists(Xc[s:s + rows], Xc).kthvalue(k, 1).indices         # (b,) the k-th nearest point of each row
-        d = ((Xc[s:s + rows] - Xc[j]) ** 2).sum(1).sqrt()                # (b,) exact: duplicates give 0, not 1e-8
+        j = sq_dists(Xc[s:s + rows], Xc).kthvalue(k, 1).indices     # (b,) each row's k-th nearest
+        d = ((Xc[s:s + rows] - Xc[j]) ** 2).sum(1).sqrt()           # (b,) exact: duplicates give 0
         total += d.sum(dtype=torch.float64)
     return float(total) / N
 
@@ -178,31 +216,43 @@ def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, random_state=0, batch
 def _group_reduce(X, group, n_groups, op):
     "Per-group min or max of the rows of `X`: (n_groups, D)."
     idx = group[:, None].expand(-1, X.shape[1])
-    return torch.zeros(n_groups, X.shape[1], dtype=X.dtype, device=X.device).scatter_reduce_(0, idx, X, op, include_self=False)
+    out = torch.zeros(n_groups, X.shape[1], dtype=X.dtype, device=X.device)
+    return out.scatter_reduce_(0, idx, X, op, include_self=False)
 
 # %% ../nbs/07_meanshift.ipynb #54d25301
 def _kd_order(X, leaf):
-    """Permutation of the rows of `X` that lists the leaves of a k-d tree one after the other (each split
-    halves a group along its widest coordinate), and the group of each sorted row. Built level by level with sorts."""
+    """Permutation of the rows of `X` that lists the leaves of a k-d tree one after the other
+    (each split halves a group along its widest coordinate), and the group of each sorted row.
+    Built level by level with sorts."""
     N, D = X.shape
     perm = torch.arange(N, device=X.device)
     group = torch.zeros(N, dtype=torch.long, device=X.device)
     n_groups = 1
     while N / n_groups > leaf:
-        Xp = X[perm]                                                                   # (N, D)
+        Xp = X[perm]                                                       # (N, D)
         lo = _group_reduce(Xp, group, n_groups, 'amin')
         hi = _group_reduce(Xp, group, n_groups, 'amax')
-        widest = (hi - lo).argmax(1)                                                   # (G,)
-        key = Xp.gather(1, widest[group][:, None])[:, 0]                               # (N,)
+        widest = (hi - lo).argmax(1)                                       # (G,)
+        key = Xp.gather(1, widest[group][:, None])[:, 0]                   # (N,)
         o = key.argsort(stable=True)
-        o = o[group[o].argsort(stable=True)]                                           # by group, then by key
+        o = o[group[o].argsort(stable=True)]                               # by group, then by key
         perm, group = perm[o], group[o]
-        counts = torch.bincount(group, minlength=n_groups)                             # (G,)
+        counts = torch.bincount(group, minlength=n_groups)                 # (G,)
         starts = counts.cumsum(0) - counts
         rank = torch.arange(N, device=X.device) - starts[group]
         group = group * 2 + (rank >= (counts[group] + 1) // 2)
         n_groups *= 2
     return perm, group
+
+# %% ../nbs/07_meanshift.ipynb #573cf78a
+def _block_topk(q, Xs, starts, sizes, k, ar):
+    """Top-k nearest among the sorted rows of the given leaves: (sq_dists (L, k), sorted-row
+    indices (L, k))."""
+    total = int(sizes.sum())
+    first = starts - (sizes.cumsum(0) - sizes)                             # (leaves,)
+    idx = ar[:total] + torch.repeat_interleave(first, sizes)          # (total,) rows of the leaves
+    d, j = sq_dists(q, Xs[idx]).topk(min(k, total), 1, largest=False)      # (L, k)
+    return d, idx[j]
 
 # %% ../nbs/07_meanshift.ipynb #e9f6b607
 def knn(X, # points (N, D)
@@ -210,20 +260,21 @@ def knn(X, # points (N, D)
         *,
         leaf_size=None, # points per k-d leaf (None: max(64, 2k))
         memory_budget=None): # accepted for symmetry with the other functions
-    """The `k` nearest rows of `X` (N, D) to every row of `X`, itself included: `(sq_dists (N, k), idx (N, k))`,
-    nearest first. Rows are sorted into k-d tree leaves; each leaf is compared only with the leaves whose
-    bounding boxes are close enough to hold one of its `k` nearest neighbours. Memory is O(N k)."""
+    """The `k` nearest rows of `X` (N, D) to every row of `X`, itself included: `(sq_dists (N, k),
+    idx (N, k))`, nearest first. Rows are sorted into k-d tree leaves; each leaf is compared only
+    with the leaves whose bounding boxes are close enough to hold one of its `k` nearest
+    neighbours. Memory is O(N k)."""
     N, D = X.shape
     k = min(int(k), N)
     leaf = leaf_size or max(64, 2 * k)
     perm, group = _kd_order(X, leaf)
-    Xs = X[perm]                                                                        # (N, D) in leaf order
+    Xs = X[perm]                                                 # (N, D) in leaf order
     sizes = torch.bincount(group)
     keep = sizes > 0
     sizes = sizes[keep]
     ends = sizes.cumsum(0); starts = ends - sizes
     nb = sizes.numel()
-    bid = torch.repeat_interleave(torch.arange(nb, device=X.device), sizes)             # (N,) leaf of each sorted row
+    bid = torch.repeat_interleave(torch.arange(nb, device=X.device), sizes)   # (N,) row's leaf
     lo = _group_reduce(Xs, bid, nb, 'amin')
     hi = _group_reduce(Xs, bid, nb, 'amax')
     out_d = torch.empty(N, k, dtype=X.dtype, device=X.device)
@@ -231,46 +282,22 @@ def knn(X, # points (N, D)
     ar = torch.arange(N, device=X.device)
     for b in range(nb):
         s, e = int(starts[b]), int(ends[b])
-        q = Xs[s:e]                                                                     # (L, D)
-        gap = (torch.maximum(lo - hi[b], lo[b] - hi).clamp_min(0) ** 2).sum(1)         # (nb,) lower bound of any sq distance
-        gap[b] = -1                                                                     # own leaf first
+        q = Xs[s:e]                                                          # (L, D)
+        gap = (torch.maximum(lo - hi[b], lo[b] - hi).clamp_min(0) ** 2).sum(1) # (nb,) lower bound
+        gap[b] = -1                                                    # own leaf first
         order = gap.argsort()
-        first = order[:int((sizes[order].cumsum(0) < k).sum()) + 1]                    # nearest leaves holding >= k rows
-        tau = _block_topk(q, Xs, starts[first], sizes[first], k, ar)[0][:, -1].max()   # every row's k-th distance is <= tau
-        cand = (gap <= tau).nonzero()[:, 0]                                            # includes its own leaf
+        first = order[:int((sizes[order].cumsum(0) < k).sum()) + 1]   # nearest leaves, >= k rows
+        tau = _block_topk(q, Xs, starts[first], sizes[first], k, ar)[0][:, -1].max()  # k-th <= tau
+        cand = (gap <= tau).nonzero()[:, 0]                            # includes its own leaf
         out_d[s:e], out_i[s:e] = _block_topk(q, Xs, starts[cand], sizes[cand], k, ar)
     inv = torch.empty_like(perm); inv[perm] = torch.arange(N, device=X.device)
     return out_d[inv], perm[out_i[inv]]
 
-# %% ../nbs/07_meanshift.ipynb #573cf78a
-def _block_topk(q, Xs, starts, sizes, k, ar):
-    "Top-k nearest among the sorted rows of the given leaves: (sq_dists (L, k), sorted-row indices (L, k))."
-    total = int(sizes.sum())
-    idx = ar[:total] + torch.repeat_interleave(starts - (sizes.cumsum(0) - sizes), sizes)   # (total,) rows of the leaves
-    d, j = sq_dists(q, Xs[idx]).topk(min(k, total), 1, largest=False)                       # (L, k)
-    return d, idx[j]
-
-# %% ../nbs/07_meanshift.ipynb #76d3ef7a
-def _shift_nn(Y, X, nbr, p, bw, wfn, rows):
-    """Mean-shift step using only neighbours: row i of `Y` averages the rows `nbr[p[i]]` of `X`, the `m` nearest
-    data points of the data point `p[i]` it follows. Returns new rows, log densities, and the candidate nearest to
-    each new position (the point to follow next: a walk on the neighbour graph)."""
-    n = Y.shape[0]
-    new, logd, newp = torch.empty_like(Y), torch.empty(n, dtype=Y.dtype, device=Y.device), torch.empty_like(p)
-    for s in range(0, n, rows):
-        y, cand = Y[s:s + rows], nbr[p[s:s + rows]]                  # (b, D), (b, m)
-        xc = X[cand]                                                  # (b, m, D)
-        w, scale = wfn(((xc - y[:, None]) ** 2).sum(-1), bw)          # (b, m)
-        num = torch.bmm(w[:, None], xc)[:, 0]                         # (b, D)
-        new[s:s + rows], logd[s:s + rows] = _finish(num, w.sum(1), y, scale)
-        near = ((xc - new[s:s + rows, None]) ** 2).sum(-1).argmin(1)  # (b,)
-        newp[s:s + rows] = cand.gather(1, near[:, None])[:, 0]
-    return new, logd, newp
-
 # %% ../nbs/07_meanshift.ipynb #f88d7ceb
 def get_bin_seeds(X, bin_size, min_bin_freq=1):
-    """Start points for mean shift from a grid (scikit-learn's `get_bin_seeds`): the points are rounded to a grid
-    of step `bin_size`, and every grid node holding at least `min_bin_freq` points is a seed.
+    """Start points for mean shift from a grid (scikit-learn's `get_bin_seeds`): the points are
+    rounded to a grid of step `bin_size`, and every grid node holding at least `min_bin_freq`
+    points is a seed.
 
     Parameters
     ----------
@@ -284,21 +311,26 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1):
     Returns
     -------
     bin_seeds : array of shape (n_seeds, n_features)
-        The grid nodes, sorted, in the kind of `X`; `X` itself (and a warning) if each point has its own node.
+        The grid nodes, sorted, in the kind of `X`; `X` itself (and a warning) if each point has
+        its own node.
     """
     validate_params({'bin_size': [Interval('real', 0)], 'min_bin_freq': [Interval('int', 1)]},
                     dict(bin_size=bin_size, min_bin_freq=min_bin_freq), 'get_bin_seeds')
     if bin_size == 0: return X
     out, Xt = output_like(X), check_array(X)
-    nodes, counts = torch.unique(torch.round(Xt / bin_size), dim=0, return_counts=True)   # (G, D), (G,)
-    seeds = nodes[counts >= min_bin_freq] * bin_size                                      # (n, D)
+    grid = torch.round(Xt / bin_size)                                                 # (N, D)
+    nodes, counts = torch.unique(grid, dim=0, return_counts=True)                    # (G, D), (G,)
+    seeds = nodes[counts >= min_bin_freq] * bin_size                                  # (n, D)
     if seeds.shape[0] == Xt.shape[0]:
-        warnings.warn(f"Binning data failed with provided bin_size={bin_size:g}, using data points as seeds.")
+        warnings.warn(f"Binning data failed with provided bin_size={bin_size:g}, "
+                      "using data points as seeds.")
         return X
     return out(seeds)
 
+# %% ../nbs/07_meanshift.ipynb #13d2173d
 def _start_points(X, bw, offset, seeds, bin_seeding, min_bin_freq):
-    "The centred start points (n, D) of the climbs: `seeds`, the bins of `bin_seeding`, or None (every data point)."
+    """The centred start points (n, D) of the climbs: `seeds`, the bins of `bin_seeding`, or None
+    (every data point)."""
     if seeds is not None:
         S = check_array(seeds, 'seeds', device=X.device, dtype=X.dtype)
         if S.shape[1] != X.shape[1]:
@@ -307,46 +339,53 @@ def _start_points(X, bw, offset, seeds, bin_seeding, min_bin_freq):
         return S - offset
     if not bin_seeding: return None
     S = get_bin_seeds(X, bw, min_bin_freq)
-    if S is X: return None                                                # binning saved nothing: every point climbs
+    if S is X: return None                               # binning saved nothing: all points climb
     if S.shape[0] == 0:
-        raise ValueError(f"bin_seeding: no grid node holds min_bin_freq={min_bin_freq} points; lower min_bin_freq")
+        raise ValueError(f"bin_seeding: no grid node holds min_bin_freq={min_bin_freq} points; "
+                         "lower min_bin_freq")
     return S - offset
 
+# %% ../nbs/07_meanshift.ipynb #1a983d89
 def _relabel(lab, d2, keep, reach2):
-    "Labels over the kept modes: -1 where the nearest mode `lab` is dropped or farther than the kernel's reach."
+    "Labels over the kept modes: -1 where the nearest mode `lab` is dropped or out of reach."
     new_id = keep.long().cumsum(0) - 1                                    # (K,)
     return torch.where(keep[lab] & (d2 <= reach2), new_id[lab], -1)
 
 def _nearest_modes(X, modes, min_size, reach2, memory_budget=None):
-    """(kept modes (K,) bool, labels (N,)): each row of `X` joins its nearest mode; modes with fewer than
-    `min_size` rows are dropped."""
+    """(kept modes (K,) bool, labels (N,)): each row of `X` joins its nearest mode; modes with
+    fewer than `min_size` rows are dropped."""
     lab, d2 = assign(X, modes, memory_budget=memory_budget)               # (N,), (N,)
     keep = torch.bincount(lab, minlength=modes.shape[0]) >= min_size     # (K,)
     return keep, _relabel(lab, d2, keep, reach2)
 
+# %% ../nbs/07_meanshift.ipynb #05d4201c
 def _distinct_modes(X, min_size):
-    "A zero bandwidth: every distinct row of `X` is a mode, the most repeated first. (modes, kept (K,), labels (N,))."
-    U, inv, counts = torch.unique(X, dim=0, return_inverse=True, return_counts=True)   # (K, D), (N,), (K,)
+    """A zero bandwidth: every distinct row of `X` is a mode, the most repeated first.
+    Returns (modes, kept (K,), labels (N,))."""
+    U, inv, counts = torch.unique(X, dim=0, return_inverse=True, return_counts=True)
+    # U (K, D), inv (N,), counts (K,)
     order = _order(U, counts.to(X.dtype).log(), torch.ones_like(counts, dtype=torch.bool))
     rank = torch.empty_like(order); rank[order] = torch.arange(len(order), device=X.device)
     keep = counts[order] >= min_size
-    zero = torch.zeros(X.shape[0], dtype=X.dtype, device=X.device)      # (N,) each row is on its own mode
+    zero = torch.zeros(X.shape[0], dtype=X.dtype, device=X.device)   # (N,) each row on its mode
     return U[order], keep, _relabel(rank[inv], zero, keep, 0.0)
 
 # %% ../nbs/07_meanshift.ipynb #522fb2a5
 class MeanShift(BaseEstimator):
-    """Mean-shift clustering in PyTorch, with scikit-learn's API. Every point (or every seed) climbs the kernel
-    density of the data, which stay put, until it moves less than `tol * bandwidth`; the end points are merged into
-    modes (greedy, densest first, within `merge_radius * bandwidth`). Each point gets the mode its own climb
-    reached; with `seeds` or `bin_seeding`, only the seeds climb and each point gets its nearest mode, as in
-    scikit-learn.
+    """Mean-shift clustering in PyTorch, with scikit-learn's API. Every point (or every seed)
+    climbs the kernel density of the data, which stay put, until it moves less than
+    `tol * bandwidth`; the end points are merged into modes (greedy, densest first, within
+    `merge_radius * bandwidth`).
+    Each point gets the mode its own climb reached; with `seeds` or `bin_seeding`, only the seeds
+    climb and each point gets its nearest mode, as in scikit-learn.
 
     Parameters
     ----------
     bandwidth : float, optional
-        The kernel's scale: the Gaussian's standard deviation, or the radius of the flat and triangular kernels.
-        By default `estimate_bandwidth(X)` (on at most 10,000 points). An estimate of 0 (more than 30% of the
-        points are duplicates) makes every distinct point a cluster (seeds are then not used), as in scikit-learn.
+        The kernel's scale: the Gaussian's standard deviation, or the radius of the flat and
+        triangular kernels. By default `estimate_bandwidth(X)` (on at most 10,000 points). An
+        estimate of 0 (more than 30% of the points are duplicates) makes every distinct point a
+        cluster (seeds are then not used), as in scikit-learn.
     seeds : array-like of shape (n_seeds, n_features), optional
         Where the climbs start. By default every data point (or the bins of `bin_seeding`).
     bin_seeding : bool, default=False
@@ -355,30 +394,37 @@ class MeanShift(BaseEstimator):
     min_bin_freq : int, default=1
         With `bin_seeding`, the fewest points a grid node needs to become a seed.
     kernel : {'gaussian', 'flat', 'triangular'}, default='gaussian'
-        How a distance becomes a weight. 'flat' (weight 1 within `bandwidth`, else 0) is scikit-learn's kernel.
+        How a distance becomes a weight. 'flat' (weight 1 within `bandwidth`, else 0) is
+        scikit-learn's kernel.
     max_iter : int, default=300
-        Most steps of one climb; climbs still moving then are counted as not converged (a `ConvergenceWarning`).
+        Most steps of one climb; climbs still moving then are counted as not converged (a
+        `ConvergenceWarning`).
     tol : float, default=1e-3
         A climb stops when one step moves it at most `tol * bandwidth` (scikit-learn's rule).
     batch_size : int, optional
         Climbs per block of distances (default: from `memory_budget`).
     n_neighbors : int, optional
-        Shift every point with only its `n_neighbors` nearest data points: memory O(N m), not O(N^2).
+        Shift every point with only its `n_neighbors` nearest data points: memory O(N m), not
+        O(N^2).
     cluster_all : bool, default=True
-        Whether every point gets a cluster. If False, *orphans* get -1: points whose climb reached no mode (it
-        stopped far from every mode, or its mode has fewer than `min_cluster_size` points) and, for the flat and
-        triangular kernels, points farther than `bandwidth` from every mode (outside every kernel, as in
-        scikit-learn). If True, orphans join the nearest mode.
+        Whether every point gets a cluster. If False, *orphans* get -1: points whose climb reached
+        no mode (it stopped far from every mode, or its mode has fewer than `min_cluster_size`
+        points) and, for the flat and triangular kernels, points farther than `bandwidth` from
+        every mode (outside every kernel, as in scikit-learn). If True, orphans join the nearest
+        mode.
     device : str or torch.device, optional
-        Where to compute ('cpu', 'cuda', 'cuda:1', 'mps' or 'auto'). By default, where the data are.
+        Where to compute ('cpu', 'cuda', 'cuda:1', 'mps' or 'auto'). By default, where the data
+        are.
     random_state : int, None, torch.Generator or NumPy random state, optional
         Draws the points `estimate_bandwidth` looks at when there are more than 10,000.
     merge_radius : float, default=0.5
-        End points within `merge_radius * bandwidth` of a mode join it. scikit-learn merges within 1 bandwidth.
+        End points within `merge_radius * bandwidth` of a mode join it. scikit-learn merges within
+        1 bandwidth.
     min_cluster_size : int, default=1
         Modes reached by fewer points are dropped (their points are orphans).
     memory_budget : int, optional
-        Bytes of scratch memory for one block of distances (default 256 MiB; smaller on the CPU for speed).
+        Bytes of scratch memory for one block of distances (default 256 MiB; smaller on the CPU for
+        speed).
     keep_history : bool, default=False
         Keep the positions after every step in `history_`, for animations.
     verbose : bool or int, default=False
@@ -386,51 +432,59 @@ class MeanShift(BaseEstimator):
 
     Attributes
     ----------
-    cluster_centers_ : (n_clusters, n_features) array or tensor, densest first (ties: larger coordinates first)
+    cluster_centers_ : (n_clusters, n_features) array or tensor, densest first (ties: larger
+        coordinates first)
     labels_ : (n_samples,) array or tensor of int64, -1 for orphans when `cluster_all=False`
     bandwidth_ : float, the bandwidth used
     n_iter_ : int, steps of the longest climb
-    shifted_, converged_ : where every climb (each point, or each seed) stopped, and whether it converged
+    shifted_, converged_ : where every climb (each point, or each seed) stopped, and whether it
+        converged
     history_ : list of positions per step (with `keep_history`)
     n_features_in_ : int; feature_names_in_ : array of str, when X has string column names
 
-    Results have the kind of the input: NumPy (for arrays, lists and DataFrames) or a torch tensor on the
-    input's device."""
+    Results have the kind of the input: NumPy (for arrays, lists and DataFrames) or a torch tensor
+    on the input's device."""
     _estimator_type = 'clusterer'
     _constraints = {
         'bandwidth': [None, Interval('real', 0, None, closed='neither')],
-        'seeds': [None, 'array-like'], 'bin_seeding': ['boolean'], 'min_bin_freq': [Interval('int', 1)],
+        'seeds': [None, 'array-like'], 'bin_seeding': ['boolean'],
+        'min_bin_freq': [Interval('int', 1)],
         'kernel': [Options('gaussian', 'triangular', 'tri', 'flat')],
         'max_iter': [Interval('int', 1)], 'tol': [Interval('real', 0)],
         'batch_size': [None, Interval('int', 1)], 'n_neighbors': [None, Interval('int', 1)],
         'cluster_all': ['boolean'], 'device': [None, 'device'], 'random_state': ['random_state'],
-        'merge_radius': [Interval('real', 0, None, closed='neither')], 'min_cluster_size': [Interval('int', 1)],
+        'merge_radius': [Interval('real', 0, None, closed='neither')],
+        'min_cluster_size': [Interval('int', 1)],
         'memory_budget': [None, Interval('int', 1)], 'keep_history': ['boolean'],
         'verbose': ['boolean', Interval('int', 0)],
     }
-    def __init__(self, bandwidth=None, *, seeds=None, bin_seeding=False, min_bin_freq=1, kernel='gaussian',
-                 max_iter=300, tol=1e-3, batch_size=None, n_neighbors=None, cluster_all=True, device=None,
-                 random_state=None, merge_radius=0.5, min_cluster_size=1, memory_budget=None, keep_history=False,
-                 verbose=False):
-        self.bandwidth, self.seeds, self.bin_seeding, self.min_bin_freq = bandwidth, seeds, bin_seeding, min_bin_freq
-        self.kernel, self.max_iter, self.tol = kernel, max_iter, tol
-        self.batch_size, self.n_neighbors, self.cluster_all, self.device = batch_size, n_neighbors, cluster_all, device
-        self.random_state, self.merge_radius, self.min_cluster_size = random_state, merge_radius, min_cluster_size
-        self.memory_budget, self.keep_history, self.verbose = memory_budget, keep_history, verbose
+    def __init__(self, bandwidth=None, *, seeds=None, bin_seeding=False, min_bin_freq=1,
+                 kernel='gaussian', max_iter=300, tol=1e-3, batch_size=None, n_neighbors=None,
+                 cluster_all=True, device=None, random_state=None, merge_radius=0.5,
+                 min_cluster_size=1, memory_budget=None, keep_history=False, verbose=False):
+        self.bandwidth, self.seeds, self.bin_seeding = bandwidth, seeds, bin_seeding
+        self.min_bin_freq, self.kernel, self.max_iter = min_bin_freq, kernel, max_iter
+        self.tol = tol
+        self.batch_size, self.n_neighbors, self.cluster_all = batch_size, n_neighbors, cluster_all
+        self.device, self.random_state, self.merge_radius = device, random_state, merge_radius
+        self.min_cluster_size, self.memory_budget = min_cluster_size, memory_budget
+        self.keep_history, self.verbose = keep_history, verbose
 
     def _check_params(self, X):
         "The kernel's weight function and the bandwidth (0.0 when estimated as 0)."
         self._validate_params()
         wfn = _get_kernel(self.kernel)
         if self.bandwidth is not None: return wfn, _check_bandwidth(self.bandwidth)
-        return wfn, estimate_bandwidth(X, n_samples=min(X.shape[0], 10_000), random_state=self.random_state,
+        return wfn, estimate_bandwidth(X, n_samples=min(X.shape[0], 10_000),
+                                       random_state=self.random_state,
                                        memory_budget=self.memory_budget)
 
     def _climb(self, X, Y, p, nbr, bw, wfn, verbose=False):
-        "Shift the rows of `Y` (in place; `Y` is ours) over the data `X` until each converges. Returns end state."
+        "Shift the rows of `Y` (in place; `Y` is ours) over the data `X` until each converges."
         n, stop2 = Y.shape[0], (self.tol * bw) ** 2
         cols = X.shape[0] if nbr is None else nbr.shape[1] * (X.shape[1] + 2)   # scratch per climb
-        rows = self.batch_size or chunk_rows(n, cols, X.element_size(), self.memory_budget, X.device)
+        rows = self.batch_size or chunk_rows(n, cols, X.element_size(), self.memory_budget,
+                                             X.device)
         active = torch.arange(n, device=X.device)
         logd = torch.full((n,), -math.inf, dtype=X.dtype, device=X.device)
         history, n_iter = ([Y.clone()] if self.keep_history else []), 0
@@ -450,7 +504,8 @@ class MeanShift(BaseEstimator):
             if self.keep_history: history.append(Y.clone())
             bar.update(moving=active.numel())
         bar.close(f"all {n} climbs converged in {n_iter} steps" if active.numel() == 0 else
-                  f"stopped at max_iter={self.max_iter} with {active.numel()} of {n} climbs still moving")
+                  f"stopped at max_iter={self.max_iter} with {active.numel()} of {n} climbs "
+                  "still moving")
         converged = torch.ones(n, dtype=torch.bool, device=X.device)
         converged[active] = False
         return Y, logd, converged, n_iter, history
@@ -461,77 +516,87 @@ class MeanShift(BaseEstimator):
         X = check_array(X, device=None if self.device is None else get_device(self.device))
         wfn, bw = self._check_params(X)
         N = X.shape[0]
-        offset = X.mean(0)                                            # (D,)
-        Xc = X - offset                                               # (N, D): a centred copy, the caller's X is untouched
-        reach2 = math.inf if wfn is _w_gaussian and bw > 0 else bw * bw   # beyond it the kernel sees nothing
-        S = None if bw == 0 else _start_points(X, bw, offset, self.seeds, self.bin_seeding, self.min_bin_freq)
-        nbr, n_iter, history, Y, conv = None, 0, [], Xc, torch.ones(N, dtype=torch.bool, device=X.device)
-        if bw == 0:                                                   # every distinct point is a mode
+        offset = X.mean(0)                                      # (D,)
+        Xc = X - offset                                         # (N, D): a centred copy
+        reach2 = math.inf if wfn is _w_gaussian and bw > 0 else bw * bw   # the kernel's reach
+        S = None if bw == 0 else _start_points(X, bw, offset, self.seeds, self.bin_seeding,
+                                               self.min_bin_freq)
+        nbr, n_iter, history, Y = None, 0, [], Xc
+        conv = torch.ones(N, dtype=torch.bool, device=X.device)
+        mb = self.memory_budget
+        if bw == 0:                                             # every distinct point is a mode
             all_modes, keep, labels = _distinct_modes(Xc, self.min_cluster_size)
         else:
             if self.n_neighbors is not None:
-                nbr = knn(Xc, min(self.n_neighbors, N), memory_budget=self.memory_budget)[1]   # (N, m)
+                nbr = knn(Xc, min(self.n_neighbors, N), memory_budget=mb)[1]       # (N, m)
             if S is None: p = torch.arange(N, device=X.device)
-            else: p = None if nbr is None else assign(S, Xc, memory_budget=self.memory_budget)[0]   # nearest point
-            Y0 = Xc.clone() if S is None else S                       # (n, D) ours to move
+            else: p = None if nbr is None else assign(S, Xc, memory_budget=mb)[0]  # nearest point
+            Y0 = Xc.clone() if S is None else S                 # (n, D) ours to move
             Y, logd, conv, n_iter, history = self._climb(Xc, Y0, p, nbr, bw, wfn, self.verbose)
             what = 'points' if S is None else 'seeds'
             if not conv.all():
                 warnings.warn(f"{int((~conv).sum())} of {len(conv)} {what} did not converge in "
                               f"max_iter={self.max_iter} steps", convergence_warning())
-            seen = torch.isfinite(logd)                               # the kernel saw at least one data point
+            seen = torch.isfinite(logd)                         # the kernel saw a data point
             if not seen.any():
-                raise ValueError(f"No point was within bandwidth={bw:g} of any seed: try other seeds, "
-                                 "bin_seeding=False, a larger bandwidth or the Gaussian kernel")
-            starters = conv & seen if (conv & seen).any() else seen   # none converged: any climb may start a mode
-            if S is None:                                             # each point joins the mode its climb reached
-                all_modes, labels = _merge(Y, logd, starters, self.merge_radius * bw, self.min_cluster_size)
+                raise ValueError(f"No point was within bandwidth={bw:g} of any seed: try other "
+                                 "seeds, bin_seeding=False, a larger bandwidth or the Gaussian "
+                                 "kernel")
+            starters = conv & seen if (conv & seen).any() else seen   # else any climb may lead
+            radius = self.merge_radius * bw
+            if S is None:                                       # each point: the mode it reached
+                all_modes, labels = _merge(Y, logd, starters, radius, self.min_cluster_size)
                 keep = torch.ones(all_modes.shape[0], dtype=torch.bool, device=X.device)
                 if not self.cluster_all and all_modes.shape[0] and reach2 < math.inf:
-                    labels[assign(Xc, all_modes, memory_budget=self.memory_budget)[1] > reach2] = -1
-            else:                                                     # each point joins its nearest mode
-                all_modes = _merge(Y, logd, starters, self.merge_radius * bw, 1)[0]
-                keep, labels = _nearest_modes(Xc, all_modes, self.min_cluster_size, reach2, self.memory_budget)
+                    labels[assign(Xc, all_modes, memory_budget=mb)[1] > reach2] = -1
+            else:                                               # each point: its nearest mode
+                all_modes = _merge(Y, logd, starters, radius, 1)[0]
+                keep, labels = _nearest_modes(Xc, all_modes, self.min_cluster_size, reach2, mb)
         modes = all_modes[keep]
         if modes.shape[0] == 0:
-            raise ValueError(f"no mode holds min_cluster_size={self.min_cluster_size} points; lower it or change the "
-                             f"bandwidth ({bw:.4g})")
-        lost = labels < 0                                             # orphans
+            raise ValueError(f"no mode holds min_cluster_size={self.min_cluster_size} points; "
+                             f"lower it or change the bandwidth ({bw:.4g})")
+        lost = labels < 0                                       # orphans
         if self.cluster_all and lost.any():
-            labels[lost] = assign((Y if S is None else Xc)[lost], modes, memory_budget=self.memory_budget)[0]
+            labels[lost] = assign((Y if S is None else Xc)[lost], modes, memory_budget=mb)[0]
         self.bandwidth_, self.n_iter_, self.n_features_in_ = bw, n_iter, X.shape[1]
         if names is not None: self.feature_names_in_ = names
         elif hasattr(self, 'feature_names_in_'): del self.feature_names_in_
         self.cluster_centers_, self.labels_ = out(modes + offset), out(labels)
         self.shifted_, self.converged_ = out(Y + offset), out(conv)
         self.history_ = [out(h + offset) for h in history]
-        self._fit = dict(X=Xc, offset=offset, nbr=nbr, wfn=wfn, modes=modes, all_modes=all_modes, keep=keep,
-                         reach2=reach2, nearest=bw == 0 or S is not None)
+        self._fit = dict(X=Xc, offset=offset, nbr=nbr, wfn=wfn, modes=modes, all_modes=all_modes,
+                         keep=keep, reach2=reach2, nearest=bw == 0 or S is not None)
         return self
 
     def predict(self, X):
-        """Label new points as `fit` labels the data: shift them over the fitted data's density and give each the
-        mode it stops within `merge_radius * bandwidth` of (with `seeds`, `bin_seeding` or a zero bandwidth: the
-        nearest mode); otherwise the nearest mode (`cluster_all=True`) or -1."""
+        """Label new points as `fit` labels the data: shift them over the fitted data's density and
+        give each the mode it stops within `merge_radius * bandwidth` of (with `seeds`,
+        `bin_seeding` or a zero bandwidth: the nearest mode); otherwise the nearest mode
+        (`cluster_all=True`) or -1."""
         if not hasattr(self, '_fit'): raise not_fitted(self)
         f, out = self._fit, output_like(X)
         self._check_feature_names(X)
         Xn = check_array(X, device=f['X'].device, dtype=f['X'].dtype)
         self._check_n_features(Xn)
-        X0 = Xn - f['offset']                                         # (M, D) a new tensor: ours to move
+        X0 = Xn - f['offset']                                   # (M, D) a new tensor: ours to move
         mb = self.memory_budget
-        if f['nearest']: labels = _relabel(*assign(X0, f['all_modes'], memory_budget=mb), f['keep'], f['reach2'])
+        if f['nearest']:
+            lab, d2 = assign(X0, f['all_modes'], memory_budget=mb)
+            labels = _relabel(lab, d2, f['keep'], f['reach2'])
         else:
-            p = None if f['nbr'] is None else assign(X0, f['X'], memory_budget=mb)[0]   # nearest data point
+            p = None if f['nbr'] is None else assign(X0, f['X'], memory_budget=mb)[0]   # nearest
             hist, self.keep_history = self.keep_history, False
             try: Y = self._climb(f['X'], X0.clone(), p, f['nbr'], self.bandwidth_, f['wfn'])[0]
             finally: self.keep_history = hist
             labels, d2 = assign(Y, f['modes'], memory_budget=mb)
             if self.cluster_all: return out(labels)
             labels[d2 > (self.merge_radius * self.bandwidth_) ** 2] = -1
-            if f['reach2'] < math.inf: labels[assign(X0, f['modes'], memory_budget=mb)[1] > f['reach2']] = -1
+            if f['reach2'] < math.inf:
+                labels[assign(X0, f['modes'], memory_budget=mb)[1] > f['reach2']] = -1
         lost = labels < 0
-        if self.cluster_all and lost.any(): labels[lost] = assign(X0[lost], f['modes'], memory_budget=mb)[0]
+        if self.cluster_all and lost.any():
+            labels[lost] = assign(X0[lost], f['modes'], memory_budget=mb)[0]
         return out(labels)
 
     def fit_predict(self, X, y=None):
@@ -541,9 +606,10 @@ class MeanShift(BaseEstimator):
 MeanShift = document_init(MeanShift)      # show_doc renders the parameters
 
 # %% ../nbs/07_meanshift.ipynb #c4f07a0d
-def mean_shift(X, *, bandwidth=None, seeds=None, bin_seeding=False, min_bin_freq=1, cluster_all=True,
-               max_iter=300, **kwargs):
-    """scikit-learn's functional mean shift: `MeanShift(...).fit(X)`, returning `(cluster_centers, labels)`.
+def mean_shift(X, *, bandwidth=None, seeds=None, bin_seeding=False, min_bin_freq=1,
+               cluster_all=True, max_iter=300, **kwargs):
+    """scikit-learn's functional mean shift: `MeanShift(...).fit(X)`, returning
+    `(cluster_centers, labels)`.
 
     Parameters
     ----------
@@ -558,11 +624,13 @@ def mean_shift(X, *, bandwidth=None, seeds=None, bin_seeding=False, min_bin_freq
     min_bin_freq : int, default=1
         With `bin_seeding`, the fewest points a grid node needs to become a seed.
     cluster_all : bool, default=True
-        False: orphans (points that reached no mode, or outside every flat or triangular kernel) get -1.
+        False: orphans (points that reached no mode, or outside every flat or triangular kernel)
+        get -1.
     max_iter : int, default=300
         Most steps of one climb.
     **kwargs
-        Any other `MeanShift` parameter: `kernel='flat', merge_radius=1.0` is scikit-learn's algorithm.
+        Any other `MeanShift` parameter: `kernel='flat', merge_radius=1.0` is scikit-learn's
+        algorithm.
 
     Returns
     -------
