@@ -1,0 +1,70 @@
+"""The lessons read as a course (issue 11): short code lines, small cells on the teaching path, no references a
+student cannot follow. Each rule is checked on the committed notebooks, so a change that breaks it fails here."""
+import json, re
+from pathlib import Path
+import pytest
+
+NBS = Path(__file__).resolve().parent.parent / 'nbs'
+LESSONS = sorted(p for p in NBS.glob('*.ipynb') if re.match(r'(0\d|1[01])[a-z]?_', p.name))   # 00 .. 11
+EARLY = [p for p in LESSONS if re.match(r'0[0-5][a-z]?_', p.name)]                            # 00 .. 05b
+MAX_LINE, MAX_CELL = 99, 40
+
+
+def cells(path):
+    return json.loads(path.read_text())['cells']
+
+
+def src(cell): return ''.join(cell['source'])
+
+
+def teaching_path(path):
+    "The code cells a student reads: not in an '## Under the hood' section, not the exercises."
+    hood = False
+    for c in cells(path):
+        if c['cell_type'] == 'markdown':
+            for line in src(c).splitlines():
+                if re.match(r'#{1,2} ', line): hood = 'under the hood' in line.lower()
+            continue
+        if not hood and 'your-turn' not in c.get('metadata', {}).get('tags', []):
+            yield c
+
+
+def test_the_lessons_are_found():
+    names = [p.name[:3].rstrip('_') for p in LESSONS]
+    assert names == ['00', '01', '02', '03', '04', '05', '05b', '06', '07', '08', '09', '10', '11'], names
+
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.stem)
+def test_lesson_code_lines_are_under_100_characters(path):
+    long = [(i, len(line), line[:60]) for i, c in enumerate(cells(path)) if c['cell_type'] == 'code'
+            for line in src(c).splitlines() if len(line) > MAX_LINE]
+    assert not long, f"{path.name}: {len(long)} code line(s) of 100+ characters (cell, length, start): {long[:5]}"
+
+
+@pytest.mark.parametrize('path', EARLY, ids=lambda p: p.stem)
+def test_teaching_path_cells_are_small(path):
+    big = [(len(src(c).splitlines()), src(c).splitlines()[:2]) for c in teaching_path(path)
+           if len(src(c).splitlines()) > MAX_CELL]
+    assert not big, f"{path.name}: code cells over {MAX_CELL} lines on the teaching path: {big}"
+
+
+def test_teaching_path_helper_sees_under_the_hood():
+    "The rule above can fail: 04's 'Under the hood' section holds a cell over 40 lines, which it skips."
+    p = NBS / '04_kmeans.ipynb'
+    every = [c for c in cells(p) if c['cell_type'] == 'code']
+    path = list(teaching_path(p))
+    assert len(path) < len(every)
+    assert max(len(src(c).splitlines()) for c in every) > MAX_CELL
+
+
+SOURCES = re.compile(r"\bseeds?\s+0\d\d\b|the seed's (version|code)|\bseed (document|file)s?\b", re.I)
+
+
+def test_no_reference_a_student_cannot_follow():
+    "Sources are cited by their public names, never by the project's internal 'seed 003' file numbers."
+    hits = []
+    for path in sorted(NBS.glob('*.ipynb')) + [NBS.parent / 'README.md']:
+        text = path.read_text()
+        hits += [(path.name, m.group(0)) for m in SOURCES.finditer(text)]
+    assert not hits, hits
+    assert SOURCES.search("as in seed 003's kmeans") and SOURCES.search("the seed's version 3.1")
