@@ -26,7 +26,7 @@ class _Listing(list):
     def __repr__(self):
         if not self: return "(no exercises)"
         w = max(len(e.name) for e in self)
-        return '\n'.join(f"{e.lesson}  {e.name:<{w}}  {e.summary}" for e in self)
+        return '\n'.join(f"{e.lesson:<3}  {e.name:<{w}}  {e.summary}" for e in self)
 
 # %% ../nbs/92_exercises.ipynb #f98bb528
 @dataclass
@@ -109,10 +109,18 @@ def _student_traceback(exc):
         if code.co_filename in (_call.__code__.co_filename, _Spy.__torch_function__.__code__.co_filename) \
                 or code.co_filename.startswith(_TORCH_DIR): continue    # the checker's frames, torch's
         frames.append((frame, lineno))
-    lines = ["Traceback (your code only):"]
+    lines, last, repeats = ["Traceback (your code only):"], None, 0
+    def repeated():    # as Python does: a recursion shows its frame 3 times, then a count
+        if repeats > 3: lines.append(f"  [the frame above repeated {repeats - 3} more times]")
     for fs in traceback.StackSummary.extract(iter(frames)):
+        here = (fs.filename, fs.lineno, fs.name)
+        repeats = repeats + 1 if here == last else 1
+        if here != last: repeated()
+        last = here
+        if repeats > 3: continue
         lines.append(f"  {_frame_name(fs.filename)}, line {fs.lineno}, in {fs.name}")
         if fs.line: lines.append(f"    {fs.line.strip()}")
+    repeated()
     lines += [l.rstrip('\n') for l in traceback.format_exception_only(type(exc), exc)]
     return '\n'.join(lines)
 
@@ -121,12 +129,19 @@ def _call(fn, args, *, spy=None, where='', inputs=(), note='', hint=''):
     try:
         if spy is None: return fn(*args)
         with spy: return fn(*args)
+    except KeyboardInterrupt as e:     # Jupyter's "interrupt the kernel": show where the code was
+        raise _Failure("you interrupted your function while it ran",
+                       "a loop that never ends? The traceback shows the line it was running.",
+                       where=where, inputs=inputs, error=_student_traceback(e), note=note) from None
     except Exception as e:
         tb = e.__traceback__
         while tb.tb_next is not None: tb = tb.tb_next
         if isinstance(e, NotImplementedError) and tb.tb_frame.f_code is getattr(fn, '__code__', None):
             raise _NotAttempted() from None
         error = _student_traceback(e)
+        if isinstance(e, RecursionError):
+            hint = ("your function calls itself again and again: inside it, use torch or the lesson's "
+                    "functions, not the function you are writing.")
         if isinstance(e, TypeError) and error.count('\n') == 1:     # raised by the call itself
             hint = (f"check calls your function with {len(args)} argument(s), "
                     f"({', '.join(n for n, _ in inputs)}): does its signature match the stub's?")
@@ -1326,6 +1341,12 @@ _register(_Spec('gaussian_kernel', '07', "the normal density of a distance, std 
     wrong=[(lambda d, bw: torch.exp(-0.5 * d ** 2 / bw) / math.sqrt(2 * math.pi * bw),
             "you used bandwidth as the VARIANCE (σ²): it is the standard deviation σ, so divide d by "
             "bandwidth before squaring, and the constant is bandwidth * √(2π)."),
+           (lambda d, bw: torch.exp(-0.5 * d ** 2 / bw) / (bw * math.sqrt(2 * math.pi)),
+            "in the exponent you divided d² by bandwidth, as if it were the variance: bandwidth is the "
+            "standard deviation σ, so divide d² by bandwidth² (σ²)."),
+           (lambda d, bw: torch.exp(-0.5 * (d / bw) ** 2) / math.sqrt(2 * math.pi * bw),
+            "the constant treats bandwidth as the variance: it is 1 / (bandwidth √(2π)), bandwidth being the "
+            "standard deviation σ."),
            (lambda d, bw: torch.exp(-0.5 * (d / bw) ** 2),
             "the normalising factor 1 / (bandwidth √(2π)) is missing: the weights are a density."),
            (lambda d, bw: torch.exp(-0.5 * d / bw ** 2) / (bw * math.sqrt(2 * math.pi)),
@@ -1394,6 +1415,9 @@ _register(_Spec('meanshift_step', '07', "one Gaussian mean-shift step for all po
             "the result depends on their order. Compute all new positions from the old points."),
            (lambda X, bw: torch.exp(-_d(X, X) / (2 * bw ** 2)) @ X,
             "the weighted sum must be divided by the total weight of each row, w.sum(1, keepdim=True)."),
+           (lambda X, bw: (lambda w: w @ X / w.sum(1))(torch.exp(-_d(X, X) / (2 * bw ** 2))),
+            "w.sum(1) is (n,), and it divides the COLUMNS of the (n, D) sums: keep the row axis, "
+            "w.sum(1, keepdim=True), (n, 1)."),
            (lambda X, bw: (lambda w: w @ X / w.sum(1, keepdim=True))(torch.exp(-_d(X, X) / (2 * bw))),
             "you used the bandwidth as a variance: the weight is exp(-d² / (2 bandwidth²))."),
            (lambda X, bw: (lambda w: w @ X / w.sum(1, keepdim=True))(torch.exp(-_d(X, X).sqrt() / (2 * bw ** 2))),

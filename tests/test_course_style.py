@@ -1,6 +1,6 @@
 """The lessons read as a course (issue 11): short code lines, small cells on the teaching path, no references a
 student cannot follow. Each rule is checked on the committed notebooks, so a change that breaks it fails here."""
-import json, re
+import ast, json, re
 from pathlib import Path
 import pytest
 
@@ -68,3 +68,44 @@ def test_no_reference_a_student_cannot_follow():
         hits += [(path.name, m.group(0)) for m in SOURCES.finditer(text)]
     assert not hits, hits
     assert SOURCES.search("as in seed 003's kmeans") and SOURCES.search("the seed's version 3.1")
+
+
+def _bound(body):
+    "Names a list of top-level statements binds (not inside functions or classes)."
+    names = set()
+    for st in body:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.add(st.name); continue
+        if isinstance(st, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split('.')[0] for a in st.names}; continue
+        for node in ast.walk(st):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store): names.add(node.id)
+    return names
+
+
+def _used(body):
+    return {n.id for st in body for n in ast.walk(st) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def sections(path):
+    "The code of the cells before, inside and after the first '## Under the hood' section, parsed."
+    parts, where = {'before': [], 'hood': [], 'after': []}, 'before'
+    for c in cells(path):
+        if c['cell_type'] == 'markdown':
+            for line in src(c).splitlines():
+                if re.match(r'#{1,2} ', line):
+                    hood = 'under the hood' in line.lower()
+                    where = 'hood' if hood else ('after' if where != 'before' else 'before')
+            continue
+        if 'your-turn' in c.get('metadata', {}).get('tags', []): continue
+        code = '\n'.join(l for l in src(c).splitlines() if not l.lstrip().startswith(('%', '!')))
+        parts[where] += ast.parse(code).body
+    return parts
+
+
+@pytest.mark.parametrize('path', [p for p in LESSONS if 'under the hood' in p.read_text().lower()],
+                         ids=lambda p: p.stem)
+def test_skipping_under_the_hood_leaves_nothing_undefined(path):
+    "A student may skip 'Under the hood' without running it: what later cells use from it is imported again."
+    s = sections(path)
+    missing = (_used(s['after']) & _bound(s['hood'])) - _bound(s['before']) - _bound(s['after'])
+    assert not missing, f"{path.name}: cells after 'Under the hood' use {sorted(missing)}, defined only there"

@@ -217,6 +217,10 @@ def pca_eigh(x):                                       # a right answer by anoth
 # 07
 def gauss_variance(d, bandwidth): return torch.exp(-d ** 2 / (2 * bandwidth)) / math.sqrt(2 * math.pi * bandwidth)
 def gauss_unnormalised(d, bandwidth): return torch.exp(-0.5 * (d / bandwidth) ** 2)
+def gauss_variance_in_exponent(d, bandwidth):
+    return torch.exp(-d ** 2 / (2 * bandwidth)) / (bandwidth * math.sqrt(2 * math.pi))
+def gauss_variance_in_constant(d, bandwidth):
+    return torch.exp(-0.5 * (d / bandwidth) ** 2) / math.sqrt(2 * math.pi * bandwidth)
 def gauss_squared_input(d, bandwidth): return torch.exp(-0.5 * d / bandwidth ** 2) / (bandwidth * math.sqrt(2 * math.pi))
 
 def tri_no_clamp(d, bandwidth): return 1 - d / bandwidth
@@ -234,6 +238,9 @@ def ms_unnormalised(X, bandwidth): return torch.exp(-d2(X, X) / (2 * bandwidth *
 def ms_variance(X, bandwidth):
     w = torch.exp(-d2(X, X) / (2 * bandwidth))
     return w @ X / w.sum(1, keepdim=True)
+def ms_no_keepdim(X, bandwidth):
+    w = torch.exp(-d2(X, X) / (2 * bandwidth ** 2))
+    return w @ X / w.sum(1)                              # (n,) divides the columns
 def ms_loop_right(X, bandwidth):                       # a right answer by another route
     new = torch.empty_like(X)
     for i, x in enumerate(X):
@@ -358,10 +365,13 @@ WRONG = {   # name: [(wrong answer, words its verdict must contain)]
     'kmeans_history': [(history_aliased, "same tensor"), (history_no_start, "first frame")],
     'pca_2d': [(pca_uncentred, "centre the data"), (pca_smallest, "SMALLEST"), (pca_columns, "ROWS of Vh")],
     'gaussian_kernel': [(gauss_variance, "VARIANCE"), (gauss_unnormalised, "normalising factor"),
-                        (gauss_squared_input, "plain distance")],
+                        (gauss_squared_input, "plain distance"),
+                        (gauss_variance_in_exponent, "in the exponent you divided d² by bandwidth"),
+                        (gauss_variance_in_constant, "the constant treats bandwidth as the variance")],
     'triangular_kernel': [(tri_no_clamp, "clamp"), (tri_not_divided, "divide by the bandwidth")],
     'meanshift_step': [(ms_inplace_fastai, "in place"), (ms_inplace_copy, "in place"),
-                       (ms_unnormalised, "total weight"), (ms_variance, "variance")],
+                       (ms_unnormalised, "total weight"), (ms_variance, "variance"),
+                       (ms_no_keepdim, "keepdim=True")],
     'manhattan_dists': [(l1_squared, "squared Euclidean"), (l1_transposed, "transposed"), (l1_no_abs, "absolute")],
     'cosine_assign': [(cos_argmin, "LEAST"), (cos_dot, "long vectors"), (cos_euclid, "Euclidean")],
     'iou_wh': [(iou_bbox, "bounding box"), (iou_distance_not_iou, "1 - IoU"), (iou_double_counted, "twice")],
@@ -661,3 +671,23 @@ def test_every_lesson_stub_is_the_registered_stub_named_my_():
         if turn: assert cells[-len(turn):] == turn, f"{nb}: 'Your turn' is not the last section"
     for e in ex.names():
         assert seen.get(e.name, '').startswith(e.lesson + '_'), (e.name, e.lesson, seen.get(e.name))
+
+
+# ------------------------------------------------------------------ interrupts and runaway recursion
+def interrupted(x, c):
+    raise KeyboardInterrupt        # what Jupyter's "interrupt the kernel" raises in a loop that never ends
+
+
+def endless(x, c): return endless(x, c)
+
+
+def test_an_interrupt_is_a_verdict_with_the_students_lines_only(capsys):
+    ok, out = verdict(capsys, 'sq_dists', interrupted)
+    assert not ok and 'a loop that never ends' in out and 'in interrupted' in out, out
+    assert 'kmeans_lessons/exercises.py' not in out and 'KeyboardInterrupt' in out, out
+
+
+def test_runaway_recursion_is_shown_in_a_few_lines(capsys):
+    ok, out = verdict(capsys, 'sq_dists', endless)
+    assert not ok and 'RecursionError' in out and 'calls itself' in out, out
+    assert out.count('in endless') == 3 and 'repeated' in out and len(out.splitlines()) < 30, out
