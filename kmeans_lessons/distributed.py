@@ -563,6 +563,7 @@ def fit_command(args):
                   f"features; "
                   f"{res['n_samples']:,} points on {size} process{'es' if size > 1 else ''}, "
                   f"{res['n_iter']} iterations, inertia {res['inertia']:.6g}", flush=True)
+        if size > 1: comm.sum(torch.zeros(1))  # leave together: early teardown can abort a peer
         return 0
     finally:
         if joined: dist.destroy_process_group()
