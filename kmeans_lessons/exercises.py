@@ -114,8 +114,8 @@ def _student_traceback(exc):
         if repeats > 3: lines.append(f"  [the frame above repeated {repeats - 3} more times]")
     for fs in traceback.StackSummary.extract(iter(frames)):
         here = (fs.filename, fs.lineno, fs.name)
+        if here != last: repeated()                  # the count of the run that just ended
         repeats = repeats + 1 if here == last else 1
-        if here != last: repeated()
         last = here
         if repeats > 3: continue
         lines.append(f"  {_frame_name(fs.filename)}, line {fs.lineno}, in {fs.name}")

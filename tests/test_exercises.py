@@ -691,3 +691,16 @@ def test_runaway_recursion_is_shown_in_a_few_lines(capsys):
     ok, out = verdict(capsys, 'sq_dists', endless)
     assert not ok and 'RecursionError' in out and 'calls itself' in out, out
     assert out.count('in endless') == 3 and 'repeated' in out and len(out.splitlines()) < 30, out
+
+
+def deep(x, c, n=50):
+    if n: return deep(x, c, n - 1)
+    raise ValueError("bottom reached")     # a recursion that ends, then fails in another line
+
+
+def test_a_repeated_frame_is_counted_where_the_run_ends(capsys):
+    ok, out = verdict(capsys, 'sq_dists', deep)
+    lines = out.splitlines()
+    counted = [i for i, l in enumerate(lines) if 'repeated 47 more times' in l]
+    assert not ok and len(counted) == 1, out
+    assert 'raise ValueError' in lines[counted[0] + 2] and 'ValueError: bottom reached' in out, out
