@@ -17,16 +17,22 @@ def cells(path):
 def src(cell): return ''.join(cell['source'])
 
 
-def teaching_path(path):
-    "The code cells a student reads: not in an '## Under the hood' section, not the exercises."
-    hood = False
+def code_cells(path):
+    """`(where, cell)` for each code cell but the exercises: `where` is 'hood' inside an '## Under the hood'
+    section, 'before' ahead of the first such section, 'after' past it."""
+    where = 'before'
     for c in cells(path):
         if c['cell_type'] == 'markdown':
             for line in src(c).splitlines():
-                if re.match(r'#{1,2} ', line): hood = 'under the hood' in line.lower()
-            continue
-        if not hood and 'your-turn' not in c.get('metadata', {}).get('tags', []):
-            yield c
+                if re.match(r'#{1,2} ', line):
+                    where = 'hood' if 'under the hood' in line.lower() else 'before' if where == 'before' else 'after'
+        elif 'your-turn' not in c.get('metadata', {}).get('tags', []):
+            yield where, c
+
+
+def teaching_path(path):
+    "The code cells a student reads: not in an '## Under the hood' section, not the exercises."
+    return (c for where, c in code_cells(path) if where != 'hood')
 
 
 def test_the_lessons_are_found():
@@ -87,16 +93,9 @@ def _used(body):
 
 
 def sections(path):
-    "The code of the cells before, inside and after the first '## Under the hood' section, parsed."
-    parts, where = {'before': [], 'hood': [], 'after': []}, 'before'
-    for c in cells(path):
-        if c['cell_type'] == 'markdown':
-            for line in src(c).splitlines():
-                if re.match(r'#{1,2} ', line):
-                    hood = 'under the hood' in line.lower()
-                    where = 'hood' if hood else ('after' if where != 'before' else 'before')
-            continue
-        if 'your-turn' in c.get('metadata', {}).get('tags', []): continue
+    "The statements of the code cells before, inside and after the 'Under the hood' sections, parsed."
+    parts = {'before': [], 'hood': [], 'after': []}
+    for where, c in code_cells(path):
         code = '\n'.join(l for l in src(c).splitlines() if not l.lstrip().startswith(('%', '!')))
         parts[where] += ast.parse(code).body
     return parts

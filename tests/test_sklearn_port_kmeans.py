@@ -363,6 +363,15 @@ def test_k_means_function():
     assert inertia > 0.0
 
 
+def assert_float32_matches_float64(inertia, Xt, centers, labels):
+    "Results keyed by dtype agree to low precision: float32 and float64 differ by accumulated rounding."
+    rtol = 1e-4
+    assert_allclose(inertia[np.float32], inertia[np.float64], rtol=rtol)
+    assert_allclose(Xt[np.float32], Xt[np.float64], atol=Xt[np.float64].max() * rtol)
+    assert_allclose(centers[np.float32], centers[np.float64], atol=centers[np.float64].max() * rtol)
+    assert_array_equal(labels[np.float32], labels[np.float64])
+
+
 def test_float_precision():
     # Check that the results are the same for single and double precision.
     km = KMeans(n_init=1, random_state=SEED)
@@ -384,13 +393,7 @@ def test_float_precision():
         # dtype of cluster centers has to be the dtype of the input data
         assert km.cluster_centers_.dtype == dtype
 
-    # compare arrays with low precision since the difference between 32 and
-    # 64 bit comes from an accumulation of rounding errors.
-    rtol = 1e-4
-    assert_allclose(inertia[np.float32], inertia[np.float64], rtol=rtol)
-    assert_allclose(Xt[np.float32], Xt[np.float64], atol=Xt[np.float64].max() * rtol)
-    assert_allclose(centers[np.float32], centers[np.float64], atol=centers[np.float64].max() * rtol)
-    assert_array_equal(labels[np.float32], labels[np.float64])
+    assert_float32_matches_float64(inertia, Xt, centers, labels)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32, np.float64])
@@ -944,11 +947,7 @@ def test_float_precision_minibatch():
         assert centers_[dtype].dtype == dtype
         km.partial_fit(X_[0:3])
         assert A(km.cluster_centers_).dtype == dtype
-    rtol = 1e-4
-    assert_allclose(inertia[np.float32], inertia[np.float64], rtol=rtol)
-    assert_allclose(Xt[np.float32], Xt[np.float64], atol=Xt[np.float64].max() * rtol)
-    assert_allclose(centers_[np.float32], centers_[np.float64], atol=centers_[np.float64].max() * rtol)
-    assert_array_equal(labels[np.float32], labels[np.float64])
+    assert_float32_matches_float64(inertia, Xt, centers_, labels)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32, np.float64])
