@@ -310,8 +310,9 @@ def test_fit_command_under_torchrun_1_2_3_processes(npy, tmp_path):
     the installed script, as the issue ran it), and 2 with --labels and --verbose. Each gives the one-process fit."""
     data, one, h = npy
     jobs = {1: torchrun(1, data, tmp_path / 'c1.npy'), 2: torchrun(2, data, tmp_path / 'c2.npy'),
-            3: torchrun(3, data, tmp_path / 'c3.npy', script=ENTRY),
-            'labels': torchrun(2, data, tmp_path / 'cl.npy', '--labels', tmp_path / 'l.npy', '--verbose')}
+            3: torchrun(3, data, tmp_path / 'c3.npy', script=ENTRY),      # None: -m kmeans_lessons.cli
+            'labels': torchrun(2, data, tmp_path / 'cl.npy', '--labels', tmp_path / 'l.npy', '--verbose'),
+            'clobber': torchrun(2, data, tmp_path / 'cx.npy', '--labels', data)}    # refused on every rank
     deadline = time.monotonic() + LIMIT
     done = {}
     try:
@@ -319,6 +320,11 @@ def test_fit_command_under_torchrun_1_2_3_processes(npy, tmp_path):
     except subprocess.TimeoutExpired:
         for p in jobs.values(): p.kill()
         pytest.fail(f"a torchrun job hung (> {LIMIT} s)")
+    so, se = done.pop('clobber')
+    assert jobs['clobber'].returncode != 0 and so == '', se[-3000:]
+    ours = [l for l in se.splitlines() if l.startswith('kmeans-lessons fit: ')]
+    assert ours == [f"kmeans-lessons fit: error: --labels {str(data)!r} is the data file; refusing to overwrite it"] * 2, se
+    assert str(Path(cli.__file__).parent) not in se, se[-3000:]          # torchrun's own traceback only, none of ours
     for name, (so, se) in done.items():
         assert jobs[name].returncode == 0, (name, se[-3000:])
         assert so.count('wrote') == 1, (name, so)                                   # rank 0 reports, once
