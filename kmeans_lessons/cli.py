@@ -286,7 +286,8 @@ def _animate(args):
     n, D = X.shape
     if k > n: p.error(f"--k ({k}) is larger than the number of points ({n})")
     if args.voronoi and D != 2: p.error(f"--voronoi needs 2-D data; the points have {D} features")
-    km = KMeans(k, init=args.init, n_init=1, random_state=args.seed, max_iter=args.max_iter).fit(X)
+    km = KMeans(k, init=args.init, n_init=1, random_state=args.seed, max_iter=args.max_iter,
+                keep_history=True).fit(X)           # the frames are the history
     _check_inertia(p, km.inertia_)
     size = {} if args.dpi is None else dict(dpi=args.dpi)
     anim = animate_kmeans(X, km, trails=not args.no_trails, voronoi=args.voronoi,
