@@ -72,8 +72,8 @@ def test_seed_reproducible_and_inits():
     for init in ('k-means++', 'forgy', 'random-partition'):
         a, b = KMeans(5, init=init, random_state=11).fit(X), KMeans(5, init=init, random_state=11).fit(X)
         assert torch.equal(a.cluster_centers_, b.cluster_centers_) and torch.equal(a.labels_, b.labels_)
-    c1 = KMeans(5, init='forgy', n_init=1, random_state=1).fit(X).history_[0]
-    c2 = KMeans(5, init='forgy', n_init=1, random_state=2).fit(X).history_[0]
+    c1 = KMeans(5, init='forgy', n_init=1, random_state=1, keep_history=True).fit(X).history_[0]   # the starts
+    c2 = KMeans(5, init='forgy', n_init=1, random_state=2, keep_history=True).fit(X).history_[0]
     assert not torch.equal(c1, c2)
 
 
