@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kmeans_lessons_installed
 
-.PHONY: lab test setup export sync bench bench-bounds bench-meanshift docs-html
+.PHONY: lab test setup export sync bench bench-bounds bench-meanshift bench-balanced docs-html
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-bounds: $(STAMP)
 
 bench-meanshift: $(STAMP)
 	$(BIN)/python benchmarks/bench_meanshift.py
+
+# BalancedKMeans (lesson 12) against k-means-constrained, side by side; a few minutes.
+bench-balanced: $(STAMP)
+	$(BIN)/python benchmarks/bench_balanced.py
 
 # The docs' content without Quarto: every notebook rendered to HTML with nbconvert.
 docs-html: $(STAMP)
