@@ -6,9 +6,7 @@
 __all__ = ['BalancedKMeans', 'sinkhorn_potentials', 'exact_potentials', 'trim_overfull', 'fill_underfull', 'round_to_sizes',
            'balanced_assign', 'balanced_lloyd', 'check_sizes']
 
-# %% ../nbs/12_balanced.ipynb #63302743
-"""Balanced and size-constrained k-means: the E-step as optimal transport (log-domain Sinkhorn), rounded to
-exact sizes; `BalancedKMeans` with k-means-constrained's parameter names."""
+# %% ../nbs/12_balanced.ipynb #e1c11798
 import math
 import torch
 from fastcore.basics import patch
@@ -20,23 +18,21 @@ from .update import update_centroids
 from .lloyd import INITS
 from .estimators import KMeansBase, output_like, feature_names, document_init
 
-# %% ../nbs/12_balanced.ipynb #61505b4d
-def sinkhorn_potentials(cost,            # (N, k) costs, or a list of (b, k) blocks of them
-                        size_min,        # least points per cluster (0: no lower bound)
-                        size_max,        # most points per cluster (N: no upper bound)
-                        eps,             # the entropic temperature, in the cost's units
-                        g=None,          # (k,) starting column potentials (None: zeros)
-                        n_iter=100,      # most iterations
-                        tol=1e-3):       # stop when every column sum is within tol * N/k of its bounds
-    """Log-domain Sinkhorn for the entropic plan with row sums 1 and column sums in [size_min, size_max].
-    The row potentials are implicit (each row is a softmax), so the state is the (k,) column potentials
-    `g`; the plan, softmax((g - cost) / eps) row by row, is rebuilt block by block and never kept.
-    Returns `(g, iterations)`."""
+# %% ../nbs/12_balanced.ipynb #35b325eb
+def sinkhorn_potentials(cost,          # (N, k) costs, or a list of (b, k) blocks of them
+                        size_min,      # least points per cluster (0: no lower bound)
+                        size_max,      # most points per cluster (N: no upper bound)
+                        eps,           # the entropic temperature, in the cost's units
+                        g=None, n_iter=100, tol=1e-3):   # start (k,), most steps, tolerance
+    """Log-domain Sinkhorn for the entropic plan with row sums 1 and column sums in [size_min,
+    size_max]. The row potentials are implicit (each row is a softmax), so the state is the (k,)
+    column potentials `g`; the plan, softmax((g - cost) / eps) row by row, is rebuilt block by
+    block and never kept. Returns `(g, iterations)`."""
     blocks = cost if isinstance(cost, (list, tuple)) else [cost]
     N, k = sum(len(b) for b in blocks), blocks[0].shape[1]
     dt, dev = blocks[0].dtype, blocks[0].device
     g = torch.zeros(k, dtype=dt, device=dev) if g is None else g.clone()
-    log_lo = torch.tensor(float(size_min), dtype=dt, device=dev).log()      # -inf for no lower bound
+    log_lo = torch.tensor(float(size_min), dtype=dt, device=dev).log()  # -inf for no lower bound
     log_hi = torch.tensor(float(size_max), dtype=dt, device=dev).log()
     zero = torch.zeros_like(g)
     for t in range(1, n_iter + 1):
@@ -46,39 +42,52 @@ def sinkhorn_potentials(cost,            # (N, k) costs, or a list of (b, k) blo
         g = torch.clamp(zero, eps * (log_lo - log_K), eps * (log_hi - log_K))   # KL projection
     return g, n_iter
 
-# %% ../nbs/12_balanced.ipynb #9363d0e4
+# %% ../nbs/12_balanced.ipynb #76e3e547
 def _split_mid(m, b):
-    "A threshold with exactly b of the values m (N,) below it: midway between the b-th and (b+1)-th smallest."
+    "A threshold with exactly b of the values m (N,) below it: between the b-th and (b+1)-th."
     if b <= 0: return -math.inf
     if b >= len(m): return math.inf
     return (float(m.kthvalue(b).values) + float(m.kthvalue(b + 1).values)) / 2
 
-def exact_potentials(cost,          # (N, k) costs
-                     size_min,      # least points per cluster
-                     size_max,      # most points per cluster
-                     g,             # (k,) starting potentials, e.g. Sinkhorn's
-                     n_sweeps=3):   # most passes over the k clusters
-    """Coordinate ascent on the hard (eps = 0) dual: cluster by cluster, the potential g_j that leaves
-    between size_min and size_max points preferring j, and 0 (no pull) when the bounds hold without one.
-    Stops after a sweep whose `(cost - g).argmin(1)` meets the bounds. Returns `(g, sweeps)`."""
+# %% ../nbs/12_balanced.ipynb #527f72b6
+def _insert_best_two(val, idx, new, j, where):
+    "Enter cluster j's adjusted costs `new` (N,) into the best two `val`, `idx` (N, 2) at `where`."
+    first, second = where & (new < val[:, 0]), where & (new < val[:, 1])
+    val[:, 1] = torch.where(first, val[:, 0], torch.where(second, new, val[:, 1]))
+    idx[:, 1] = torch.where(first, idx[:, 0], torch.where(second, j, idx[:, 1]))
+    val[:, 0] = torch.where(first, new, val[:, 0])
+    idx[:, 0] = torch.where(first, j, idx[:, 0])
+
+# %% ../nbs/12_balanced.ipynb #4627ea9b
+def exact_potentials(cost, size_min, size_max, g, n_sweeps=3):
+    """Coordinate ascent on the hard (eps = 0) dual of the costs (N, k), from the potentials g
+    (k,), at most n_sweeps passes: cluster by cluster, the potential g_j that leaves between
+    size_min and size_max points preferring j, and 0 (no pull) when the bounds hold without one.
+    Each point's best two clusters are kept up to date, so a sweep costs O(N k). Returns `(g,
+    sweeps)`."""
     N, k = cost.shape
     g = g.clone()
+    if k < 2: return g, 0                                           # one cluster: nothing to set
     for sweep in range(1, n_sweeps + 1):
+        val, idx = (cost - g).topk(2, dim=1, largest=False)  # (N, 2) best two of each point
         for j in range(k):
-            adj = cost - g                                          # (N, k)
-            adj[:, j] = math.inf
-            m = cost[:, j] - adj.min(1).values                      # (N,): i prefers j iff m_i < g_j
+            other = torch.where(idx[:, 0] == j, val[:, 1], val[:, 0])   # (N,) best cluster but j
+            m = cost[:, j] - other                                      # i prefers j iff m_i < g_j
             g[j] = min(max(0.0, _split_mid(m, size_min)), _split_mid(m, size_max))
-        counts = torch.bincount((cost - g).argmin(1), minlength=k)
+            stale = (idx == j).any(1)                                   # j was a best two: redo
+            if bool(stale.any()):
+                val[stale], idx[stale] = (cost[stale] - g).topk(2, 1, largest=False)
+            _insert_best_two(val, idx, cost[:, j] - g[j], j, ~stale)
+        counts = torch.bincount(idx[:, 0], minlength=k)
         if bool(((counts >= size_min) & (counts <= size_max)).all()): break
     return g, sweep
 
-# %% ../nbs/12_balanced.ipynb #957641db
+# %% ../nbs/12_balanced.ipynb #d54acf61
 def trim_overfull(adj,         # (N, k) costs minus potentials
                   labels,      # (N,) labels, changed in place
                   size_max):   # most points per cluster
-    """Each cluster over size_max keeps the points that would lose most by leaving and sends the rest to their
-    best cluster that is still open; a full cluster closes. Ends within k rounds."""
+    """Each cluster over size_max keeps the points that would lose most by leaving and sends the
+    rest to their best cluster that is still open; a full cluster closes. Ends within k rounds."""
     k = adj.shape[1]
     closed = torch.zeros(k, dtype=torch.bool, device=adj.device)
     while True:
@@ -86,23 +95,23 @@ def trim_overfull(adj,         # (N, k) costs minus potentials
         over = counts > size_max
         if not bool(over.any()): return labels
         closed |= counts >= size_max
-        idx = over[labels].nonzero().flatten()                          # members of overfull clusters
+        idx = over[labels].nonzero().flatten()  # members of overfull clusters
         a, lab = adj[idx], labels[idx]                                  # (m, k), (m,)
         alt = a.masked_fill(closed[None, :], math.inf).min(1)           # best open cluster
         loss = alt.values - a.gather(1, lab[:, None])[:, 0]             # what leaving costs
         order = torch.argsort(-loss, stable=True)
-        order = order[torch.argsort(lab[order], stable=True)]           # by cluster, biggest loss first
+        order = order[torch.argsort(lab[order], stable=True)]  # by cluster, biggest loss first
         sl = lab[order]
         rank = torch.arange(len(sl), device=adj.device) - torch.searchsorted(sl, sl)
         leave = order[rank >= size_max]
         labels[idx[leave]] = alt.indices[leave]
 
-# %% ../nbs/12_balanced.ipynb #13a3220f
+# %% ../nbs/12_balanced.ipynb #a06d628a
 def fill_underfull(cost,        # (N, k) costs
                    labels,      # (N,) labels, changed in place
                    size_min):   # least points per cluster
-    """Each cluster under size_min takes the points cheapest to move from clusters above size_min (none of
-    which drops below it)."""
+    """Each cluster under size_min takes the points cheapest to move from clusters above size_min
+    (none of which drops below it)."""
     k = cost.shape[1]
     own = cost.gather(1, labels[:, None])[:, 0]                         # (N,)
     counts = torch.bincount(labels, minlength=k)
@@ -122,7 +131,7 @@ def fill_underfull(cost,        # (N, k) costs
             counts[j] += len(take)
     return labels
 
-# %% ../nbs/12_balanced.ipynb #2acb2c48
+# %% ../nbs/12_balanced.ipynb #d4862475
 def round_to_sizes(cost,        # (N, k) costs
                    g,           # (k,) potentials
                    size_min,    # least points per cluster
@@ -133,13 +142,14 @@ def round_to_sizes(cost,        # (N, k) costs
     labels = trim_overfull(adj, adj.argmin(1), size_max)
     return fill_underfull(cost, labels, size_min)
 
-# %% ../nbs/12_balanced.ipynb #a0a540c7
-def balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, epsilon=0.1, sinkhorn_iter=5,
-                    n_sweeps=3, memory_budget=None):
-    """The balanced E-step: labels (N,) of `X` (N, D) to the centres `C` (k, D) with size_min <= sizes <=
-    size_max, and the potentials `g` (k,) to start the next call from. A few log-domain Sinkhorn steps
-    (`epsilon` times the mean squared distance to the nearest centre), the hard dual's coordinate ascent,
-    then `round_to_sizes` for exact sizes. `sample_weight` (N,) multiplies each point's costs."""
+# %% ../nbs/12_balanced.ipynb #0a65470e
+def balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, epsilon=0.1,
+                    sinkhorn_iter=5, n_sweeps=3, memory_budget=None):
+    """The balanced E-step: labels (N,) of `X` (N, D) to the centres `C` (k, D) with size_min <=
+    sizes <= size_max, and the potentials `g` (k,) to start the next call from. A few log-domain
+    Sinkhorn steps (`epsilon` times the mean squared distance to the nearest centre), the hard
+    dual's coordinate ascent, then `round_to_sizes` for exact sizes. `sample_weight` (N,)
+    multiplies each point's costs."""
     N, k = X.shape[0], C.shape[0]
     rows = chunk_rows(N, k, X.element_size(), memory_budget, X.device)
     cost = torch.cat([sq_dists(X[s:s + rows], C) for s in range(0, N, rows)])     # (N, k)
@@ -148,23 +158,25 @@ def balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, eps
     if size_min == 0 and size_max >= N: return cost.argmin(1), g, cost
     if sinkhorn_iter:
         eps = epsilon * float(cost.min(1).values.mean().clamp_min(torch.finfo(X.dtype).tiny))
-        blocks = list(cost.split(rows))                                          # the plan, block by block
+        blocks = list(cost.split(rows))  # the plan, block by block
         g, _ = sinkhorn_potentials(blocks, size_min, size_max, eps, g, n_iter=sinkhorn_iter)
     if n_sweeps: g, _ = exact_potentials(cost, size_min, size_max, g, n_sweeps)
     return round_to_sizes(cost, g, size_min, size_max), g, cost
 
-# %% ../nbs/12_balanced.ipynb #150e9db2
-def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300, tol=0.0, epsilon=0.1,
-                   sinkhorn_iter=5, n_sweeps=3, memory_budget=None, keep_history=False):
-    """Lloyd's iterations with the balanced E-step and the usual M-step (`update_centroids`, an empty
-    cluster keeps its centre). Stops when the centres move by at most `tol` (total squared shift) or the
-    labels repeat. Returns a dict: centres, labels (those of the returned centres' means), inertia (the
-    (weighted) sum of squares of these labels and centres), n_iter, history."""
+# %% ../nbs/12_balanced.ipynb #c61fc72f
+def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300, tol=0.0,
+                   epsilon=0.1, sinkhorn_iter=5, n_sweeps=3, memory_budget=None,
+                   keep_history=False):
+    """Lloyd's iterations with the balanced E-step and the usual M-step (`update_centroids`, an
+    empty cluster keeps its centre). Stops when the centres move by at most `tol` (total squared
+    shift) or the labels repeat. Returns a dict: centres, labels (those of the returned centres'
+    means), inertia (the (weighted) sum of squares of these labels and centres), n_iter,
+    history."""
     history, g, labels = [C.clone()] if keep_history else [], None, None
     for it in range(1, max_iter + 1):
         new, g, cost = balanced_assign(X, C, size_min, size_max, g=g, sample_weight=sample_weight,
-                                       epsilon=epsilon, sinkhorn_iter=sinkhorn_iter, n_sweeps=n_sweeps,
-                                       memory_budget=memory_budget)
+                                       epsilon=epsilon, sinkhorn_iter=sinkhorn_iter,
+                                       n_sweeps=n_sweeps, memory_budget=memory_budget)
         same = labels is not None and torch.equal(new, labels)
         labels = new
         C_new = update_centroids(X, labels, C, empty='keep', sample_weight=sample_weight)
@@ -176,12 +188,12 @@ def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300
     inertia = float(d.sum() if sample_weight is None else d @ sample_weight)
     return dict(centres=C, labels=labels, inertia=inertia, n_iter=it, history=history)
 
-# %% ../nbs/12_balanced.ipynb #c0d71914
+# %% ../nbs/12_balanced.ipynb #2e94aadd
 class BalancedKMeans(KMeansBase):
-    """K-means with bounds on the cluster sizes (balanced k-means), in PyTorch, with scikit-learn's API and
-    k-means-constrained's parameter names. Each E-step solves the size-constrained assignment: a few
-    log-domain Sinkhorn steps, coordinate ascent on the exact dual, then a repair that makes the sizes hold
-    exactly. The M-step is k-means' (`update_centroids`).
+    """K-means with bounds on the cluster sizes (balanced k-means), in PyTorch, with scikit-learn's
+    API and k-means-constrained's parameter names. Each E-step solves the size-constrained
+    assignment: a few log-domain Sinkhorn steps, coordinate ascent on the exact dual, then a repair
+    that makes the sizes hold exactly. The M-step is k-means' (`update_centroids`).
 
     Parameters
     ----------
@@ -194,7 +206,8 @@ class BalancedKMeans(KMeansBase):
     init : {'k-means++', 'random', 'forgy', 'random-partition'}, array of shape (k, D), or callable
         The first centres, as for `KMeans`.
     n_init : 'auto' or int, default='auto'
-        Runs from different starts; the lowest inertia is kept ('auto': 1 for 'k-means++' or an array).
+        Runs from different starts; the lowest inertia is kept ('auto': 1 for 'k-means++' or an
+        array).
     max_iter : int, default=300
         Most iterations of one run.
     tol : float, default=1e-4
@@ -205,7 +218,8 @@ class BalancedKMeans(KMeansBase):
     random_state : int, None, torch.Generator or NumPy random state, default=None
         Seeds the initialisation; an int gives the same result every time.
     epsilon : float, default=0.1
-        Sinkhorn's temperature, relative to the mean squared distance of the points to their nearest centre.
+        Sinkhorn's temperature, relative to the mean squared distance of the points to their
+        nearest centre.
     sinkhorn_iter : int, default=5
         Sinkhorn steps per E-step; the potentials are carried from one E-step to the next.
     device : str or torch.device, optional
@@ -219,14 +233,16 @@ class BalancedKMeans(KMeansBase):
     ----------
     cluster_centers_ : (k, D) array or tensor
     labels_ : (N,) array or tensor of int64, with size_min <= bincount(labels_) <= size_max
-    inertia_ : float, the (weighted) sum of squared distances of the points to the centres of `labels_`
+    inertia_ : float, the (weighted) sum of squared distances of the points to the centres of
+    `labels_`
     n_iter_ : int, iterations of the best run
     history_ : list of (k, D) centres (with keep_history=True)
     n_features_in_ : int; feature_names_in_ : array of str, when X has string column names
 
-    `predict(X)` gives the nearest centre to every row, as k-means-constrained's `predict` does: new points
-    are not balanced (`fit_predict` returns the balanced `labels_`). `sample_weight` weighs each point's
-    squared distance in the assignment, the centres and the inertia; the sizes still count points."""
+    `predict(X)` gives the nearest centre to every row, as k-means-constrained's `predict` does:
+    new points are not balanced (`fit_predict` returns the balanced `labels_`). `sample_weight`
+    weighs each point's squared distance in the assignment, the centres and the inertia; the sizes
+    still count points."""
     _constraints = {
         'n_clusters': [Interval('int', 1)],
         'size_min': [None, Interval('int', 0)],
@@ -244,35 +260,37 @@ class BalancedKMeans(KMeansBase):
         'keep_history': ['boolean'],
     }
 
-    def __init__(self, n_clusters=8, *, size_min=None, size_max=None, init='k-means++', n_init='auto',
-                 max_iter=300, tol=1e-4, verbose=False, random_state=None, epsilon=0.1, sinkhorn_iter=5,
-                 device=None, memory_budget=None, keep_history=False):
-        self.n_clusters, self.size_min, self.size_max, self.init = n_clusters, size_min, size_max, init
+    def __init__(self, n_clusters=8, *, size_min=None, size_max=None, init='k-means++',
+                 n_init='auto', max_iter=300, tol=1e-4, verbose=False, random_state=None,
+                 epsilon=0.1, sinkhorn_iter=5, device=None, memory_budget=None,
+                 keep_history=False):
+        self.n_clusters, self.size_min, self.size_max = n_clusters, size_min, size_max
+        self.init = init
         self.n_init, self.max_iter, self.tol, self.verbose = n_init, max_iter, tol, verbose
         self.random_state, self.epsilon, self.sinkhorn_iter = random_state, epsilon, sinkhorn_iter
         self.device, self.memory_budget, self.keep_history = device, memory_budget, keep_history
 
 BalancedKMeans = document_init(BalancedKMeans)
 
-# %% ../nbs/12_balanced.ipynb #e0c3354d
+# %% ../nbs/12_balanced.ipynb #715ad9b1
 def check_sizes(n_samples, n_clusters, size_min, size_max):
-    "The bounds (lo, hi) as ints, None read as 0 and N; a ValueError when no labelling can meet them."
+    "The bounds (lo, hi) as ints (None: 0 and N); a ValueError when no labelling meets them."
     lo = 0 if size_min is None else int(size_min)
     hi = n_samples if size_max is None else int(size_max)
     if lo > hi: raise ValueError(f"size_min={lo} must be <= size_max={hi}")
     if lo * n_clusters > n_samples:
-        raise ValueError(f"size_min={lo} is infeasible: {n_clusters} clusters of at least {lo} points need "
-                         f"{lo * n_clusters} points, but X has {n_samples}")
+        raise ValueError(f"size_min={lo} is infeasible: {n_clusters} clusters of at least {lo} "
+                         f"points need {lo * n_clusters} points, but X has {n_samples}")
     if hi * n_clusters < n_samples:
-        raise ValueError(f"size_max={hi} is infeasible: {n_clusters} clusters of at most {hi} points hold "
-                         f"{hi * n_clusters} points, but X has {n_samples}")
+        raise ValueError(f"size_max={hi} is infeasible: {n_clusters} clusters of at most {hi} "
+                         f"points hold {hi * n_clusters} points, but X has {n_samples}")
     return lo, hi
 
-# %% ../nbs/12_balanced.ipynb #49d832b7
+# %% ../nbs/12_balanced.ipynb #64ee6cf5
 @patch
 def fit(self:BalancedKMeans, X, y=None, sample_weight=None):
-    """Cluster `X` (N, D) into clusters of size_min to size_max points, optionally weighting each point's
-    squared distance by `sample_weight` (N,). Returns self."""
+    """Cluster `X` (N, D) into clusters of size_min to size_max points, optionally weighting each
+    point's squared distance by `sample_weight` (N,). Returns self."""
     self._validate_params()
     out, names = output_like(X), feature_names(X)
     X = check_array(X, device=None if self.device is None else get_device(self.device))
@@ -282,8 +300,8 @@ def fit(self:BalancedKMeans, X, y=None, sample_weight=None):
     w = check_sample_weight(sample_weight, X)
     dist, gen = get_distance('euclidean'), check_random_state(self.random_state)
     self._n_init = self._n_runs()
-    shift = X.mean(0)                                                  # (D,) centred: fewer lost digits
-    Xc = X - shift                                                     # a new tensor: X is never changed
+    shift = X.mean(0)  # (D,) centred: fewer lost digits
+    Xc = X - shift  # a new tensor: X is never changed
     tol = float(X.var(0).mean()) * self.tol if N > 1 else 0.0
     best = None
     for _ in range(self._n_init):
