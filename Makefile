@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kmeans_lessons_installed
 
-.PHONY: lab test setup export sync bench bench-estep bench-bounds bench-meanshift docs-html check-claims
+.PHONY: lab test setup export sync bench bench-estep bench-bounds bench-meanshift bench-balanced docs-html check-claims
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ CLAIMS_HOGS ?= 2
 check-claims: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/check_claims.py $(CLAIMS_NBS) \
 		--runs $(CLAIMS_RUNS) --hogs $(CLAIMS_HOGS)
+
+# BalancedKMeans (lesson 12) against k-means-constrained, side by side; a few minutes.
+bench-balanced: $(STAMP)
+	$(BIN)/python benchmarks/bench_balanced.py
 
 # The docs' content without Quarto: every notebook rendered to HTML with nbconvert.
 docs-html: $(STAMP)

@@ -1649,3 +1649,87 @@ _register(_Spec('allreduce_bytes', '11', "bytes all-reduced per iteration: sums,
             "the points (n·D numbers) never travel: each rank reduces its own points to k·D sums and k counts."),
            (lambda n, k, D, s: (n + k * D + k + 2) * s,
             "the labels (n numbers) never travel: only the per-cluster sums, counts and two scalars.")]))
+
+# %% ../nbs/92_exercises.ipynb #6627132d
+def _sinkhorn_log(C, b, eps, n_iter):
+    """The entropic transport plan (N, k) for costs C (N, k): rows sum to 1, columns to b (k,).
+    n_iter >= 1 rounds of log-domain Sinkhorn from g = 0, each fixing the rows (f), then the
+    columns (g). Stable for a small eps: use torch.logsumexp, never exp(-C / eps) itself."""
+    g = torch.zeros(len(b), dtype=C.dtype)                         # (k,) column potentials
+    for _ in range(n_iter):
+        f = -eps * torch.logsumexp((g - C) / eps, dim=1)           # (N,) rows sum to 1
+        g = eps * (b.log() - torch.logsumexp((f[:, None] - C) / eps, dim=0))   # columns to b
+    return torch.exp((f[:, None] + g - C) / eps)                   # (N, k)
+
+def _sinkhorn_swapped(C, b, eps, n_iter):
+    g = torch.zeros(C.shape[1], dtype=C.dtype)
+    for _ in range(n_iter):
+        f = eps * (b.log() - torch.logsumexp((g - C) / eps, dim=1))
+        g = -eps * torch.logsumexp((f[:, None] - C) / eps, dim=0)
+    return torch.exp((f[:, None] + g - C) / eps)
+
+def _cost(seed, n, k, base=0.0): return base + 3 * _rn(seed, n, k, dtype=torch.float64).abs()
+
+_register(_Spec('sinkhorn_log', '12', "log-domain Sinkhorn: a plan with rows summing to 1, columns to b",
+    _sinkhorn_log, "keep g (k,) only; each round, f = -eps·logsumexp((g - C)/eps, dim=1) makes the rows sum "
+    "to 1, then g = eps·(log b - logsumexp((f[:, None] - C)/eps, dim=0)) makes the columns sum to b; the "
+    "plan is exp((f[:, None] + g - C)/eps).",
+    cases=lambda: [
+        _Case("three points, three clusters of sizes 0.5, 1, 1.5", (_cost(170, 3, 3), _t([0.5, 1, 1.5],
+              torch.float64), 1.0, 100), note="rows must sum to 1 and columns to b"),
+        _Case("six points, three clusters of 2", (_cost(171, 6, 3), _t([2., 2., 2.], torch.float64), 1.0, 100)),
+        _Case("unequal sizes 3, 1, 2", (_cost(172, 6, 3), _t([3., 1., 2.], torch.float64), 0.5, 200)),
+        _Case("a small eps: exp(-C / eps) is 0 for every entry", (_cost(173, 6, 3, base=50.0),
+              _t([2., 2., 2.], torch.float64), 0.05, 3), rtol=1e-6, atol=1e-8,
+              note="every cost is above 50, so exp(-C / 0.05) underflows to 0")],
+    signals=[(lambda g: isinstance(g, torch.Tensor) and g.is_floating_point() and not bool(g.isfinite().all()),
+              "your plan has NaN or inf entries",
+              "exp(-C / eps) underflowed to 0 (or exp(C / eps) overflowed) and 0 / 0 gave NaN. Work with the "
+              "potentials f and g and torch.logsumexp, which subtracts each row's largest term before "
+              "exponentiating: the log-domain shift.")],
+    wrong=[(_sinkhorn_swapped,
+            "the marginals are swapped: your rows sum to b and your columns to 1. Each point (row) is one unit "
+            "of mass, so the rows sum to 1; the clusters (columns) receive their sizes b.")]))
+
+# %% ../nbs/92_exercises.ipynb #260f6d4f
+def _round_greedy(P, size):
+    """Labels (N,) int64 from a plan P (N, k) with N = k·size: every cluster gets exactly
+    `size` points. Go through the (point, cluster) pairs from the largest entry of P down;
+    give point i to cluster j when i has no cluster yet and j has fewer than `size` points."""
+    N, k = P.shape
+    labels = torch.full((N,), -1, dtype=torch.long)
+    counts = [0] * k
+    for flat in P.flatten().argsort(descending=True).tolist():    # the largest entries first
+        i, j = divmod(flat, k)
+        if labels[i] < 0 and counts[j] < size:
+            labels[i], counts[j] = j, counts[j] + 1
+    return labels
+
+def _round_by_rows(P, size):
+    labels, counts = torch.full((len(P),), -1, dtype=torch.long), [0] * P.shape[1]
+    for i in range(len(P)):
+        for j in P[i].argsort(descending=True).tolist():
+            if counts[j] < size:
+                labels[i], counts[j] = j, counts[j] + 1
+                break
+    return labels
+
+def _plan(seed, n, k): return torch.softmax(2 * _rn(seed, n, k, dtype=torch.float64), dim=1)
+
+_register(_Spec('round_greedy', '12', "round a plan to exact, equal sizes (greedy over the largest entries)",
+    _round_greedy, "sort all N·k entries of P from the largest down (P.flatten().argsort(descending=True); "
+    "divmod(flat, k) gives the point and the cluster), and assign a point only if it is free and its "
+    "cluster has room.",
+    cases=lambda: [
+        _Case("eight points, two clusters of 4", (_t([[.9, .1], [.8, .2], [.7, .3], [.6, .4], [.55, .45],
+                                                     [.4, .6], [.3, .7], [.65, .35]], torch.float64), 4),
+              note="six points prefer cluster 0, which has room for only 4"),
+        _Case("six points, three clusters of 2", (_plan(180, 6, 3), 2)),
+        _Case("twelve points, four clusters of 3", (_plan(181, 12, 4), 3))],
+    wrong=[(lambda P, size: P.argmax(1),
+            "you took each row's argmax: that ignores the sizes, so a cluster most points lean to gets too "
+            "many. Give a point to its cluster only while the cluster has room."),
+           (_round_by_rows,
+            "you went point by point (row order), each to its best cluster with room: the first rows take "
+            "the places whatever their weight. Go through the pairs from the largest entry of the whole "
+            "plan down.")]))

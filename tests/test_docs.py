@@ -9,10 +9,10 @@ from nbconvert import HTMLExporter
 NBS = Path(__file__).resolve().parent.parent / 'nbs'
 NOTEBOOKS = sorted(NBS.glob('*.ipynb'))
 WITH_FIGURES = {'00_data', '02_assignment', '04_kmeans', '05b_bounds', '06_animation', '07_meanshift', '08_distances',
-                '09_real_data', '11_scaling'}
+                '09_real_data', '11_scaling', '12_balanced'}
 LESSONS = ('00_data', '01_distances', '02_assignment', '03_update', '04_kmeans', '05_gpu', '05b_bounds', '06_animation',
-           '07_meanshift', '08_distances', '09_real_data', '10_cli', '11_scaling')
-UNDER_THE_HOOD = ('90_validation', '91_estimators', '92_exercises', '93_streaming')
+           '07_meanshift', '08_distances', '09_real_data', '10_cli', '11_scaling', '12_balanced')
+UNDER_THE_HOOD = ('90_validation', '91_estimators', '92_exercises', '93_streaming', '95_kernels')
 
 
 def test_all_lessons_present():

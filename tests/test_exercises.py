@@ -396,7 +396,7 @@ RIGHT_BY_ANOTHER_ROUTE = [('pca_2d', pca_eigh), ('meanshift_step', ms_loop_right
 
 
 def test_every_exercise_has_at_least_two_wrong_answers_here():
-    assert set(WRONG) == {e.name for e in ex.names()}
+    assert set(WRONG) == {e.name for e in ex.names() if e.lesson != '12'}   # 12: test_exercises_balanced.py
     assert all(len(w) >= 2 for w in WRONG.values())
 
 
@@ -583,7 +583,7 @@ def test_names_lists_enough_exercises_in_every_lesson():
     assert len(listing) >= 25
     assert len({e.name for e in listing}) == len(listing)
     lessons = [e.lesson for e in listing]
-    with_exercises = {f"{i:02d}" for i in range(10)} | {'05b', '11'}   # 10, the command line: none
+    with_exercises = {f"{i:02d}" for i in range(10)} | {'05b', '11', '12'}   # 10, the command line: none
     assert set(lessons) == with_exercises
     assert all(2 <= lessons.count(lesson) <= 4 for lesson in with_exercises)
     assert all(e.summary for e in listing)
