@@ -13,6 +13,7 @@ import math
 import torch
 from .distances import get_distance, SqEuclidean
 from .assignment import chunk_rows, DEFAULT_MEMORY_BUDGET
+from .update import update_centroids
 from .lloyd import lloyd
 from .engine import Rows
 from .engine import LloydStep, run_lloyd, metric
@@ -189,15 +190,15 @@ def _check(X, C):
         raise TypeError(f"X and C must be floating point with the same dtype and device; got "
                         f"{X.dtype} on {X.device} and {C.dtype} on {C.device}")
 
-def _run(X, C, distance, strategy, *, sample_weight=None, max_iter=300, tol=0.0, verbose=False, chunk_size=None,
-         memory_budget=None, keep_history=True, **kw):
-    "Run the engine's loop on the tensor `X` (one block in memory) from `C` with the E-step `strategy`."
+def _run(X, C, distance, strategy, *, sample_weight=None, max_iter=300, tol=0.0, verbose=False,
+         chunk_size=None, memory_budget=None, keep_history=True, **kw):
+    "The engine's loop on the tensor `X` (one block) from `C`, with the E-step `strategy`."
     dist = get_distance(distance)
     _check(X, C)
-    rows = Rows(X, block_bytes=max(1, X.shape[0]) * X.shape[1] * X.element_size())   # one block: X itself
-    return run_lloyd(rows, C, dist, strategy=strategy, sample_weight=sample_weight, max_iter=max_iter, tol=tol,
-                     verbose=verbose, chunk_size=chunk_size, memory_budget=memory_budget,
-                     keep_history=keep_history, **kw)
+    rows = Rows(X, block_bytes=max(1, X.shape[0]) * X.shape[1] * X.element_size())  # one block
+    return run_lloyd(rows, C, dist, strategy=strategy, sample_weight=sample_weight,
+                     max_iter=max_iter, tol=tol, verbose=verbose, chunk_size=chunk_size,
+                     memory_budget=memory_budget, keep_history=keep_history, **kw)
 
 def hamerly(X,                  # points (N, D)
             C,                  # starting centres (k, D)
@@ -210,12 +211,14 @@ def hamerly(X,                  # points (N, D)
             chunk_size=None,    # rows per block (None: from memory_budget)
             memory_budget=None, # bytes of scratch for one block
             keep_history=True): # keep the centres of every iteration
-    """Lloyd's iterations from centres `C` with Hamerly's bounds (2010): the same labels, `n_iter` and stopping
-    rule as `lloyd` (centres to float rounding), but a point's distances are computed only when its bounds can't
-    prove it keeps its centre. Extra memory: a few (N,) vectors. It runs the engine's loop (`run_lloyd`) with
-    `HamerlyStep`. The result also has `skipped`: the fraction of points skipped at each E-step."""
-    return _run(X, C, distance, HamerlyStep, sample_weight=sample_weight, max_iter=max_iter, tol=tol,
-                verbose=verbose, chunk_size=chunk_size, memory_budget=memory_budget, keep_history=keep_history)
+    """Lloyd's iterations from centres `C` with Hamerly's bounds (2010): the same labels, `n_iter`
+    and stopping rule as `lloyd` (centres to float rounding), but a point's distances are
+    computed only when its bounds can't prove it keeps its centre. Extra memory: a few (N,)
+    vectors. It runs the engine's loop (`run_lloyd`) with `HamerlyStep`. The result also has
+    `skipped`: the fraction of points skipped at each E-step."""
+    return _run(X, C, distance, HamerlyStep, sample_weight=sample_weight, max_iter=max_iter,
+                tol=tol, verbose=verbose, chunk_size=chunk_size, memory_budget=memory_budget,
+                keep_history=keep_history)
 
 bounds_apply = metric   # the bounds need the metric behind the exact Euclidean scores
 
@@ -365,20 +368,22 @@ def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack):
 
 # %% ../nbs/05b_bounds.ipynb #5a7e9b01
 class BoundStep:
-    """What the bound strategies share: a metric check, the block sizes, each point's |x| (N,) kept beside its
-    row from the first pass (`Slack` reads it), and the fraction of points skipped in the last pass. Bounds belong
-    to points: (N,) or (N, t) tensors beside the rows, in memory even when the rows are streamed."""
+    """What the bound strategies share: a metric check, the block sizes, each point's |x| (N,) kept
+    beside its row from the first pass (`Slack` reads it), and the fraction of points skipped in
+    the last pass. Bounds belong to points: (N,) or (N, t) tensors beside the rows, in memory
+    even when the rows are streamed."""
     name = None
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None):
         if not metric(dist):
-            raise ValueError(f"algorithm={self.name!r} needs the exact Euclidean distance: its bounds come from the "
-                             f"triangle inequality, which {dist!r} does not satisfy (or not to float precision). "
+            raise ValueError(f"algorithm={self.name!r} needs the exact Euclidean distance: "
+                             f"its bounds come from the triangle inequality, which {dist!r} "
+                             "does not satisfy (or not to float precision). "
                              "Use algorithm='lloyd' (or 'auto') with this distance")
         N, k, D = rows.n, C.shape[0], rows.d
         b, isz, dev = min(rows.block_rows, max(N, 1)), rows.dtype.itemsize, rows.device
-        self.rows = chunk_size or chunk_rows(b, k, isz, memory_budget, dev)     # Lloyd's scoring blocks
+        self.rows = chunk_size or chunk_rows(b, k, isz, memory_budget, dev)  # Lloyd's blocks
         self.drows = chunk_rows(b, D, isz, memory_budget, dev)
-        self.xnorm = torch.zeros(N, dtype=rows.dtype, device=dev)            # (N,) |x|, from the first pass
+        self.xnorm = torch.zeros(N, dtype=rows.dtype, device=dev)  # (N,) |x|, from the first pass
         self.eps, self.rho = torch.finfo(rows.dtype).eps, (D + 4) * torch.finfo(rows.dtype).eps
         self.n, self.skipped = N, 0.0
 
@@ -395,8 +400,8 @@ class BoundStep:
         self.skipped = 1 - self._looked / max(self.n, 1)
 
 class HamerlyStep(BoundStep):
-    """Hamerly's E-step: one lower bound a point (N,), on the distance to its second-nearest centre; a point whose
-    bounds prove it keeps its centre is skipped."""
+    """Hamerly's E-step: one lower bound a point (N,), on the distance to its second-nearest
+    centre; a point whose bounds prove it keeps its centre is skipped."""
     name = 'hamerly'
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None):
         super().__init__(rows, C, dist, chunk_size, memory_budget)
@@ -419,9 +424,9 @@ class HamerlyStep(BoundStep):
         self.low = hamerly_decay(self.low, labels.to(self.low.device, torch.long), p, self.eps)
 
 class YinyangStep(BoundStep):
-    """Yinyang's E-step: the centres in t groups (fixed from the first centres); a point keeps one lower bound per
-    group (N, t), which must fit in `memory_budget`: with less room, fewer groups (Hamerly's filter alone below
-    two)."""
+    """Yinyang's E-step: the centres in t groups (fixed from the first centres); a point keeps one
+    lower bound per group (N, t), which must fit in `memory_budget`: with less room, fewer
+    groups (Hamerly's filter alone below two)."""
     name = 'yinyang'
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None, n_groups=None):
         super().__init__(rows, C, dist, chunk_size, memory_budget)
@@ -432,7 +437,8 @@ class YinyangStep(BoundStep):
         self.t = self.groups_for(N, k, rows.dtype.itemsize, memory_budget, n_groups)
         self.groups = Groups(C, max(self.t, 1))
         b = min(rows.block_rows, max(N, 1))
-        self.grows = chunk_rows(b, self.groups.t * self.groups.w, rows.dtype.itemsize, memory_budget, rows.device)
+        slots = self.groups.t * self.groups.w
+        self.grows = chunk_rows(b, slots, rows.dtype.itemsize, memory_budget, rows.device)
         self.lb = torch.zeros(N, self.groups.t, dtype=rows.dtype, device=rows.device)   # (N, t)
 
     def groups_for(self, N, k, itemsize, memory_budget, n_groups):
@@ -447,26 +453,30 @@ class YinyangStep(BoundStep):
             lb.copy_(lbi)
             self.count(len(x), 0.0)
             return own_sq_dists(x, self.C, labels, self.drows)
-        d, _, skipped = yinyang_step(x, self.C, labels, lb, self.groups, self.grows, self.rows, self.drows, sl)
+        d, _, skipped = yinyang_step(x, self.C, labels, lb, self.groups, self.grows, self.rows,
+                                     self.drows, sl)
         self.count(len(x), skipped)
         return d
 
     def moved(self, C_old, C_new, labels):
         p = (((C_new - C_old) ** 2).sum(1) * (1 + self.rho)).sqrt()  # (k,) >= each centre's shift
-        P = p.new_zeros(self.groups.t).scatter_reduce_(0, self.groups.gid, p, 'amax')   # each group's largest
+        P = p.new_zeros(self.groups.t).scatter_reduce_(0, self.groups.gid, p, 'amax')  # per group
         self.lb.sub_(P).mul_(1 - 2 * self.eps)
 
 class ElkanStep(YinyangStep):
-    """Elkan's E-step (2003): one lower bound per point and centre, (N, k), each loosened by its own centre's
-    shift; a centre is looked at only when its bound can't rule it out. This is Yinyang with one group per
-    centre. The (N, k) bounds must fit in `memory_budget`, else a ValueError names the alternatives."""
+    """Elkan's E-step (2003): one lower bound per point and centre, (N, k), each loosened by its
+    own centre's shift; a centre is looked at only when its bound can't rule it out. This is
+    Yinyang with one group per centre. The (N, k) bounds must fit in `memory_budget`, else a
+    ValueError names the alternatives."""
     name = 'elkan'
     def groups_for(self, N, k, itemsize, memory_budget, n_groups):
         budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
         need = N * k * itemsize
         if need > budget:
-            raise ValueError(f"algorithm='elkan' keeps {N} x {k} lower bounds ({need:,} bytes), more than "
-                             f"memory_budget={budget:,} bytes: use algorithm='hamerly' (N bounds) or 'yinyang' "
+            raise ValueError(f"algorithm='elkan' keeps {N} x {k} lower bounds ({need:,} bytes), "
+                             f"more than memory_budget={budget:,} bytes: use "
+                             "algorithm='hamerly' (N bounds) "
+                             "or 'yinyang' "
                              f"(N x k/10), or a memory_budget of at least {need:,}")
         return k
 
@@ -484,12 +494,13 @@ def yinyang(X,                  # points (N, D)
             keep_history=True, # keep the centres of every iteration
             n_groups=None): # groups of centres (None: ceil(k / 10), fewer if over memory_budget)
     """Lloyd's iterations from centres `C` with Yinyang's group bounds (Ding et al., 2015): the
-    same results as `lloyd` and `hamerly`. The centres form `n_groups` groups (default ceil(k/10));
-    each point keeps one lower bound per group, N*t*itemsize bytes, which must fit in
-    `memory_budget` (default 256 MiB): with less room it uses fewer groups (one: Hamerly's filter)."""
-    return _run(X, C, distance, YinyangStep, sample_weight=sample_weight, max_iter=max_iter, tol=tol,
-                verbose=verbose, chunk_size=chunk_size, memory_budget=memory_budget, keep_history=keep_history,
-                n_groups=n_groups)
+    same results as `lloyd` and `hamerly`. The centres form `n_groups` groups (default
+    ceil(k/10)); each point keeps one lower bound per group, N*t*itemsize bytes, which must fit
+    in `memory_budget` (default 256 MiB): with less room it uses fewer groups (one: Hamerly's
+    filter)."""
+    return _run(X, C, distance, YinyangStep, sample_weight=sample_weight, max_iter=max_iter,
+                tol=tol, verbose=verbose, chunk_size=chunk_size, memory_budget=memory_budget,
+                keep_history=keep_history, n_groups=n_groups)
 
 def elkan(X,                  # points (N, D)
           C,                  # starting centres (k, D)
@@ -502,14 +513,17 @@ def elkan(X,                  # points (N, D)
           chunk_size=None,    # rows per block (None: from memory_budget)
           memory_budget=None, # bytes of scratch for one block; the (N, k) bounds must fit in it
           keep_history=True): # keep the centres of every iteration
-    """Lloyd's iterations from centres `C` with Elkan's bounds (2003), one lower bound per point and centre:
-    the same results as `lloyd`. The N*k*itemsize bytes of bounds must fit in `memory_budget` (default 256 MiB),
-    else a ValueError names the alternatives ('hamerly', 'yinyang', a bigger budget)."""
-    return _run(X, C, distance, ElkanStep, sample_weight=sample_weight, max_iter=max_iter, tol=tol,
-                verbose=verbose, chunk_size=chunk_size, memory_budget=memory_budget, keep_history=keep_history)
+    """Lloyd's iterations from centres `C` with Elkan's bounds (2003), one lower bound per point
+    and centre: the same results as `lloyd`. The N*k*itemsize bytes of bounds must fit in
+    `memory_budget` (default 256 MiB), else a ValueError names the alternatives ('hamerly',
+    'yinyang', a bigger budget)."""
+    return _run(X, C, distance, ElkanStep, sample_weight=sample_weight, max_iter=max_iter,
+                tol=tol, verbose=verbose, chunk_size=chunk_size, memory_budget=memory_budget,
+                keep_history=keep_history)
 
 # %% ../nbs/05b_bounds.ipynb #9375eb94
-STRATEGIES = {'lloyd': LloydStep, 'hamerly': HamerlyStep, 'yinyang': YinyangStep, 'elkan': ElkanStep}
+STRATEGIES = {'lloyd': LloydStep, 'hamerly': HamerlyStep, 'yinyang': YinyangStep,
+              'elkan': ElkanStep}
 ALGORITHMS = {'lloyd': lloyd, 'hamerly': hamerly, 'yinyang': yinyang, 'elkan': elkan}
 
 # %% ../nbs/05b_bounds.ipynb #a9348fb4

@@ -13,12 +13,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from .distances import get_distance, SqEuclidean
+from .assignment import assign
 from .lloyd import INITS
 from .validation import InvalidParameterError, Interval, validate_params
 from .validation import check_array, check_int, check_random_state, get_device
-from .engine import Rows, open_npy, Comm, agree, moments, setup_ranks, sample_indices, gather_rows
-from .engine import MSG_BYTES, _FIT_PARAMS, _code, seed_all, int_seed
-from .engine import run_lloyd, fit_any, kmeans_plusplus_rows, ROW_INITS, check_weights
+from .engine import Rows, open_npy, Comm, agree, moments, setup_ranks
+from .engine import sample_indices, gather_rows, seed_all, int_seed
+from .engine import MSG_BYTES, _FIT_PARAMS, _code, _peer_error
+from .engine import run_lloyd, fit_any, kmeans_plusplus_rows, ROW_INITS
+from .engine import check_weights
 from .bounds import STRATEGIES, choose_algorithm
 
 # %% ../nbs/11_scaling.ipynb #476a5e3c
@@ -38,11 +41,12 @@ def distributed_lloyd(X_local, # this rank's rows: a tensor, NumPy array, memmap
                       device=None, # where to compute
                       callback=None): # `callback(i, centres, inertia)` after each iteration
     """`lloyd` across the ranks of `process_group` (None: this process alone), each with its own
-    rows `X_local` (a tensor, array, memmap or `.npy` path, streamed block by block), from the same
-    centres `C` (k, D) on every rank, on `X_local - shift` when `shift` (D,) is given: the engine's
-    `run_lloyd`, with a `Comm` as its reduction. Each iteration all-reduces the per-cluster sums
-    (float64) and weights, the inertia and the number of changed labels: K*D + K + 2 numbers.
-    Returns `run_lloyd`'s dict (labels: this rank's points; inertia: all points, float64)."""
+    rows `X_local` (a tensor, array, memmap or `.npy` path, streamed block by block), from the
+    same centres `C` (k, D) on every rank, on `X_local - shift` when `shift` (D,) is given: the
+    engine's `run_lloyd`, with a `Comm` as its reduction. Each iteration all-reduces the per-
+    cluster sums (float64) and weights, the inertia and the number of changed labels: K*D + K +
+    2 numbers. Returns `run_lloyd`'s dict (labels: this rank's points; inertia: all points,
+    float64)."""
     comm = Comm(process_group)
     values, k, dist_ = dict(max_iter=0, tol=0, algorithm=0), 0, None
     with comm.local():
@@ -59,17 +63,21 @@ def distributed_lloyd(X_local, # this rank's rows: a tensor, NumPy array, memmap
     with comm.local(): w = check_weights(sample_weight, rows)
     C = C.to(rows.device, rows.dtype)
     if shift is not None: shift = torch.as_tensor(shift).to(rows.device, rows.dtype)
-    return run_lloyd(rows, C, dist_, comm, strategy=STRATEGIES[algorithm], sample_weight=w, shift=shift,
+    return run_lloyd(rows, C, dist_, comm, strategy=STRATEGIES[algorithm], sample_weight=w,
+                     shift=shift,
                      max_iter=max_iter, tol=tol, verbose=int(verbose), memory_budget=memory_budget,
                      keep_history=keep_history, callback=callback)
 
 # %% ../nbs/11_scaling.ipynb #b920f12c
-def distributed_kmeans_plusplus(X, k, generator, comm, counts=None, distance=None, n_local_trials=None):
-    """Greedy k-means++ over the rows of every rank; `X` (n_local, D) is this rank's part (`counts`, every rank's
-    n_local, is accepted for compatibility and recomputed). Every rank draws the same random numbers (`generator`
-    is seeded alike), the rank holding a chosen point sends it, and the ranks sum their potentials: the engine's
-    `kmeans_plusplus_rows`, the centres `init_kmeans_plusplus` picks on all the rows in one process."""
-    return kmeans_plusplus_rows(Rows(X), k, generator, get_distance(distance), comm, n_local_trials=n_local_trials)
+def distributed_kmeans_plusplus(X, k, generator, comm, counts=None, distance=None,
+                                n_local_trials=None):
+    """Greedy k-means++ over the rows of every rank; `X` (n_local, D) is this rank's part
+    (`counts`, every rank's n_local, is accepted for compatibility and recomputed). Every rank
+    draws the same random numbers (`generator` is seeded alike), the rank holding a chosen point
+    sends it, and the ranks sum their potentials: the engine's `kmeans_plusplus_rows`, the
+    centres `init_kmeans_plusplus` picks on all the rows in one process."""
+    return kmeans_plusplus_rows(Rows(X), k, generator, get_distance(distance), comm,
+                                n_local_trials=n_local_trials)
 
 # %% ../nbs/11_scaling.ipynb #952b4ce5
 def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap or `.npy` path
@@ -80,29 +88,29 @@ def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap o
                     max_iter=300, # most iterations
                     tol=1e-4, # relative to the global mean per-feature variance, as in `KMeans`
                     random_state=None, # rank 0's is used: an int, None or a generator
-                    distance='euclidean', # a name, `Distance` or function (its centre: a mean, or cosine's)
-                    algorithm='lloyd', # the E-step: 'lloyd', 'hamerly', 'yinyang', 'elkan' or 'auto'
+                    distance='euclidean', # a name, `Distance` or function (means, or cosine's)
+                    algorithm='lloyd', # E-step: 'lloyd', 'hamerly', 'yinyang', 'elkan' or 'auto'
                     sample_weight=None, # this rank's weights (n_local,), or None
                     device=None, # where to compute
                     verbose=False, # progress bars on rank 0 (2: scikit-learn's lines too)
                     memory_budget=None, # bytes of scratch memory for one block (and the bounds)
                     keep_history=True, # keep the centres of every iteration
-                    init_size=None, # k-means++ on a sample of this many points (None: on all of them)
+                    init_size=None, # k-means++ on a sample of this many points (None: all)
                     block_bytes=None, # bytes per streamed block
                     process_group=None, # the ranks to fit with (None: this process alone)
                     callback=None): # `callback(i, centres, inertia)` after each iteration
     """K-means on this rank's rows `X_local`, together with the other ranks of `process_group` (for
     instance `torch.distributed.group.WORLD`; None: this process alone). `X_local`: a tensor, a
-    NumPy array, a memmap or an `.npy` path; memmaps and paths are streamed block by block, never
-    copied whole. Does what `KMeans.fit` does, through the same engine (`fit_any`): centres the data
-    (on the global mean, block by block), takes `tol` relative to the global variance, makes `n_init`
-    runs from `init` (k-means++ over all points of all ranks, the centres one process picks for the
-    same int `random_state`; a sample only with `init_size`) and keeps the lowest inertia; any
-    `algorithm`, `sample_weight` and distance whose centre comes from sums. Every rank must pass the
-    same parameters; rank 0's `random_state` is used. Returns a dict: centres (k, D), labels (this
-    rank's points; int64 in memory, the smallest integer type when streamed), inertia (float, all
-    points), n_iter, converged, history, inertias, counts (k,), n_samples, n_features, distance,
-    algorithm."""
+    NumPy array, a memmap or an `.npy` path; memmaps and paths are streamed block by block,
+    never copied whole. Does what `KMeans.fit` does, through the same engine (`fit_any`):
+    centres the data (on the global mean, block by block), takes `tol` relative to the global
+    variance, makes `n_init` runs from `init` (k-means++ over all points of all ranks, the
+    centres one process picks for the same int `random_state`; a sample only with `init_size`)
+    and keeps the lowest inertia; any `algorithm`, `sample_weight` and distance whose centre
+    comes from sums. Every rank must pass the same parameters; rank 0's `random_state` is used.
+    Returns a dict: centres (k, D), labels (this rank's points; int64 in memory, the smallest
+    integer type when streamed), inertia (float, all points), n_iter, converged, history,
+    inertias, counts (k,), n_samples, n_features, distance, algorithm."""
     comm = Comm(process_group)
     C0, dist_ = None, None
     values = dict(max_iter=0, n_init=0, tol=0, init=0, init_size=0, algorithm=0)
@@ -110,9 +118,11 @@ def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap o
         dist_ = get_distance(distance)
         if not isinstance(init, str): C0 = check_array(init, 'init')
         elif init not in ROW_INITS:
-            raise ValueError(f"init must be one of {sorted(ROW_INITS)} or a (k, D) array; got {init!r}")
+            raise ValueError(f"init must be one of {sorted(ROW_INITS)} or a (k, D) array; "
+                             f"got {init!r}")
         if algorithm != 'auto' and algorithm not in STRATEGIES:
-            raise ValueError(f"algorithm must be 'auto' or one of {sorted(STRATEGIES)}; got {algorithm!r}")
+            raise ValueError(f"algorithm must be 'auto' or one of {sorted(STRATEGIES)}; "
+                             f"got {algorithm!r}")
         validate_params(_FIT_PARAMS, dict(max_iter=max_iter, n_init=n_init, tol=tol,
                                           init_size=init_size, random_state=random_state),
                         'distributed_fit')
@@ -124,7 +134,8 @@ def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap o
         name = choose_algorithm(N, D, k, dev) if algorithm == 'auto' else algorithm
         return name, STRATEGIES[name]
     return fit_any(X_local, k, dist_, comm, strategy_for, init=init if C0 is None else C0,
-                   n_init=1 if C0 is not None else n_init, random_state=random_state, values=values,
+                   n_init=1 if C0 is not None else n_init, random_state=random_state,
+                   values=values,
                    sample_weight=sample_weight, device=device, block_bytes=block_bytes,
                    init_size=init_size, verbose=int(verbose), max_iter=max_iter, tol=tol,
                    memory_budget=memory_budget, keep_history=keep_history, callback=callback)

@@ -9,6 +9,7 @@ __all__ = ['MiniBatchKMeans', 'minibatch_step']
 import math, os, warnings
 import numpy as np
 import torch
+from pathlib import Path
 from fastcore.basics import patch
 from .distances import get_distance
 from .assignment import assign
