@@ -16,7 +16,8 @@ from .validation import (convergence_warning, not_fitted, Interval, Options, val
 from .distances import get_distance, SqEuclidean
 from .assignment import assign
 from .lloyd import INITS, kmeans_plusplus_indices
-from .bounds import ALGORITHMS, choose_algorithm
+from .bounds import ALGORITHMS, STRATEGIES, choose_algorithm
+from .engine import Rows, Comm, fit_any, metric
 
 # %% ../nbs/91_estimators.ipynb #5428f79e
 def output_like(X): # the caller's input: a tensor, or anything else (NumPy, list, DataFrame)
@@ -254,43 +255,46 @@ def _check_init(self:KMeansBase, X, k, g, out):
 
 @patch
 def fit(self:KMeans, X, y=None, sample_weight=None, *, process_group=None):
-    """Cluster `X` (N, D), optionally weighting each point by `sample_weight` (N,). With a `process_group`, or for a
-    memmap or an `.npy` path, `distributed_fit` does the work (see the class docstring). Returns self."""
-    if process_group is not None or self._streamed(X):
-        return self._fit_distributed(X, sample_weight, process_group)
-    self._validate_params()
-    out, names = output_like(X), feature_names(X)
-    X = check_array(X, device=None if self.device is None else get_device(self.device))
-    k = self.n_clusters
-    if X.shape[0] < k: raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}.")
-    w = check_sample_weight(sample_weight, X)
-    dist, g = get_distance(self.distance), check_random_state(self.random_state)
-    self._n_init = n_init = self._n_runs()                             # runs made (scikit-learn's name)
-    tol = dist.tolerance_scale(X) * self.tol if self.tol else 0.0     # relative to the data's spread
-    centre = isinstance(dist, SqEuclidean)                             # the expansion loses digits far out
-    shift = X.mean(0) if centre else torch.zeros_like(X[0])            # (D,)
-    Xc = X - shift if centre else X                                    # (N, D) a new tensor: X is never changed
-    name = self.algorithm
-    if name == 'auto': name = choose_algorithm(X.shape[0], X.shape[1], k, X.device)
-    if w is not None: name = 'lloyd'                                   # the bounds do not take weights
-    run = ALGORITHMS[name]
-    best = None
-    with dist.context():
-        for _ in range(n_init):
-            C0 = self._check_init(Xc, k, g, out)
-            if C0 is None:
-                if self.init == 'k-means++':
-                    C0 = INITS['k-means++'](Xc, k, g, dist, sample_weight=w, verbose=self.verbose)
-                else: C0 = INITS[self.init](Xc, k, g, dist, sample_weight=w)
-            elif not callable(self.init): C0 = C0 - shift
-            kw = dict(sample_weight=w) if w is not None else {}
-            res = run(Xc, C0, dist, max_iter=self.max_iter, tol=tol, verbose=self.verbose,
-                      memory_budget=self.memory_budget, keep_history=self.keep_history, **kw)
-            if best is None or res['inertia'] < best['inertia']: best = res
-    return self._store(dict(centres=best['centres'] + shift, labels=best['labels'], inertia=best['inertia'],
-                            n_iter=best['n_iter'], history=[c + shift for c in best['history']],
-                            inertias=best['inertias'].tolist(), counts=torch.bincount(best['labels'], minlength=k),
-                            n_features=X.shape[1], distance=dist, algorithm=name), out, names)
+    """Cluster `X` (N, D), optionally weighting each point by `sample_weight` (N,). Every placement runs the
+    engine (`fit_any`, `94_engine`): a tensor or array in memory, a memmap or `.npy` path streamed block by block,
+    or, with a `process_group`, this rank's rows together with the other ranks'. Returns self."""
+    comm = Comm(process_group)
+    out, names, streamed = output_like(X), feature_names(X), self._streamed(X)
+    k, n_init, dist, data, init, dev = self.n_clusters, 1, None, X, self.init, None
+    with comm.local():                                                 # an error here is raised on every rank
+        self._validate_params()
+        dist = get_distance(self.distance)
+        dev = None if self.device is None else get_device(self.device)
+        if not streamed and comm.size == 1: data = check_array(X, device=dev)   # ranks: `Rows` checks (0 rows is fine)
+        self._n_init = n_init = self._n_runs()                         # runs made (scikit-learn's name)
+        if not isinstance(init, str) and not callable(init): init = check_array(init, 'init')
+        elif callable(init): init = self._callable_init(data, out)
+    algorithm = self.algorithm
+    def strategy_for(N, D, k, device):
+        name = algorithm
+        if name == 'auto': name = choose_algorithm(N, D, k, device) if metric(dist) else 'lloyd'
+        return name, STRATEGIES[name]
+    r = fit_any(data, k, dist, comm, strategy_for, init=init, n_init=n_init, random_state=self.random_state,
+                values=dict(n_init=n_init), sample_weight=sample_weight, device=dev, max_iter=self.max_iter,
+                tol=self.tol, verbose=int(self.verbose), memory_budget=self.memory_budget,
+                keep_history=self.keep_history)
+    return self._store(r, out, names)
+
+@patch
+def _callable_init(self:KMeans, X, out):
+    """The engine's form of a callable `init`: called with the centred data in memory, as scikit-learn's is (the
+    caller's memmap or path when streamed), and a NumPy RandomState drawn from the fit's generator."""
+    def init(rows, shift, g):
+        if not rows.streamed: return self._check_init(rows.data, self.n_clusters, g, out)
+        rs = np.random.RandomState(int(torch.randint(2**31 - 1, (1,), generator=g)))
+        try: C = self.init(X, self.n_clusters, random_state=rs)
+        except TypeError: C = self.init(X, self.n_clusters)
+        C = check_array(C, 'init', device=rows.device, dtype=rows.dtype)
+        if tuple(C.shape) != (self.n_clusters, rows.d):
+            raise ValueError(f"the init callable returned shape {tuple(C.shape)}, but n_clusters={self.n_clusters} "
+                             f"and X has {rows.d} features: expected ({self.n_clusters}, {rows.d})")
+        return C if shift is None else C - shift
+    return init
 
 @patch
 def _store(self:KMeans, r, out, names):
@@ -299,35 +303,13 @@ def _store(self:KMeans, r, out, names):
     self.inertia_, self.n_iter_ = float(r['inertia']), r['n_iter']
     self.history_, self.inertia_history_ = [out(c) for c in r['history']], r['inertias']
     self.n_features_in_, self.distance_ = r['n_features'], r['distance']
-    self.algorithm_ = r.get('algorithm', 'lloyd')                      # distributed_fit runs Lloyd's
+    self.algorithm_ = r['algorithm']                                   # what ran: what was asked, or 'auto's choice
     self._keep_feature_names(names)
     n_distinct, k = int((r['counts'] > 0).sum()), self.n_clusters
     if n_distinct < k:
         warnings.warn(f"found {n_distinct} distinct clusters, fewer than n_clusters={k}: "
                       "X probably has fewer than n_clusters distinct points", convergence_warning())
     return self
-
-# %% ../nbs/91_estimators.ipynb #01c7bdd3
-@patch
-def _fit_distributed(self:KMeans, X, sample_weight, process_group):
-    "`fit` by `distributed_fit`: with the ranks of `process_group` (None: alone), or streamed from a memmap or file."
-    from kmeans_lessons.distributed import Comm, distributed_fit       # torch.distributed: only when needed
-    comm, where = Comm(process_group), 'with a process_group' if process_group is not None else 'for streamed X'
-    n_init = 1
-    with comm.local():                                                 # an error here is raised on every rank
-        self._validate_params()
-        if sample_weight is not None:
-            raise ValueError(f"sample_weight is not supported {where} (a memmap or .npy path): distributed and "
-                             "streamed fits are unweighted")
-        if callable(self.init):
-            raise ValueError(f"a callable init is not supported {where}: pass 'k-means++', 'random' or an array")
-        self._n_init = n_init = self._n_runs()
-    comm.sum(torch.zeros(1))
-    r = distributed_fit(X, self.n_clusters, init=self.init, n_init=n_init, max_iter=self.max_iter, tol=self.tol,
-                        random_state=self.random_state, distance=self.distance, device=self.device,
-                        verbose=self.verbose, memory_budget=self.memory_budget, keep_history=self.keep_history,
-                        process_group=process_group)
-    return self._store(r, output_like(X), feature_names(X))
 
 # %% ../nbs/91_estimators.ipynb #f13df9d1
 def _finite_blocks(rows, dtype):
@@ -351,7 +333,6 @@ def _prepare(self:KMeansBase, X):
         X = check_array(X, device=C.device, dtype=C.dtype)
         self._check_n_features(X)
         return C, [X]
-    from kmeans_lessons.streaming import Rows
     rows = Rows(X, device=C.device)
     self._check_n_features(rows.data)
     if rows.n == 0: raise ValueError(f"X is empty: 0 sample(s) (shape={tuple(rows.data.shape)})")
@@ -380,8 +361,11 @@ def transform(self:KMeansBase, X):
     "Distances (N, k) from every row of `X` to every centre (Euclidean, not squared, for 'euclidean')."
     out = output_like(X)
     C, blocks = self._prepare(X)
+    if isinstance(self.distance_, SqEuclidean):                       # direct differences: exact 0 at a centre
+        d = torch.cat([torch.cdist(x, C, compute_mode='donot_use_mm_for_euclid_dist') for x in blocks])   # (N, k)
+        return self._wrap_output(out(d), X)
     with self.distance_.context(): d = torch.cat([self.distance_.pairwise(x, C) for x in blocks])   # (N, k)
-    return self._wrap_output(out(d.sqrt() if isinstance(self.distance_, SqEuclidean) else d), X)
+    return self._wrap_output(out(d), X)
 
 @patch
 def fit_transform(self:KMeansBase, X, y=None, sample_weight=None):

@@ -100,12 +100,33 @@ def run_die(rank, W, out):
     except Exception as e: return {'error': (type(e).__name__, str(e)), 'seconds': time.perf_counter() - t}
 
 
+def run_matrix(rank, W, out):
+    "Every combination of tests/test_engine_matrix.py, this rank with its own slice of rows (and weights)."
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_engine_matrix import matrix_data, ALGORITHMS, DISTANCES, K as MK
+    X, w, C0 = matrix_data()
+    cut = [len(X) * r // W for r in range(W + 1)]
+    part = slice(cut[rank], cut[rank + 1])
+    res = {}
+    for distance in DISTANCES:
+        for weighted in (False, True):
+            for algorithm in ALGORITHMS:
+                km = KMeans(MK, init=C0, tol=0, algorithm=algorithm, distance=distance)
+                try:
+                    km.fit(X[part], sample_weight=w[part] if weighted else None, process_group=dist.group.WORLD)
+                    res[(algorithm, distance, weighted)] = dict(labels=km.labels_, centres=km.cluster_centers_,
+                                                                n_iter=km.n_iter_, inertia=km.inertia_,
+                                                                algorithm=km.algorithm_)
+                except ValueError as e: res[(algorithm, distance, weighted)] = dict(error=(type(e).__name__, str(e)))
+    return res
+
+
 if __name__ == '__main__':
     scenario, rdv, out = sys.argv[1:4]
     rank, W = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
     dist.init_process_group('gloo', init_method=f'file://{rdv}', rank=rank, world_size=W,
                             timeout=datetime.timedelta(seconds=30))
-    res = run_all(rank, W, out)
+    res = run_matrix(rank, W, out) if scenario == 'matrix' else run_all(rank, W, out)
     torch.save(res, f'{out}/rank{rank}.pt')
     if scenario == 'all+die':                                       # last: the group does not survive it
         res['die'] = run_die(rank, W, out)

@@ -93,8 +93,7 @@ def test_ranks_give_the_single_process_fit(W, tmp_path, reference):
     for r, (typ, msg, _) in enumerate(msgs['error/raises']):
         assert typ == 'RuntimeError' and f'boom on rank {W - 1}' in msg
     for r, (typ, msg, _) in enumerate(msgs['error/sample_weight']):
-        assert typ == 'ValueError' and 'sample_weight is not supported with a process_group' in msg
-        assert (r == 0) == ('rank 0 of' not in msg)
+        assert typ == 'ValueError' and 'ranks disagree on sample_weight' in msg, msg
     for r, (typ, msg, _) in enumerate(msgs['error/bad_param']):
         assert typ == 'InvalidParameterError' and 'KMeans: max_iter must be an int >= 1; got 0' in msg
     assert 'estimator/0' in R[0] and all(torch.is_tensor(R[r]['estimator/0']['labels']) for r in range(W))
@@ -118,10 +117,13 @@ def test_kmeans_fit_streams_a_memmap_or_a_path(tmp_path):
         np.testing.assert_allclose(km.transform(src), ref.transform(X), rtol=1e-4, atol=1e-4)
         assert km.score(src) == pytest.approx(ref.score(X), rel=1e-5)
     mm = np.load(tmp_path / 'X.npy', mmap_mode='r')
-    with pytest.raises(ValueError, match='sample_weight is not supported for streamed X'):
-        KMeans(K).fit(mm, sample_weight=np.ones(len(X)))
-    with pytest.raises(ValueError, match='a callable init is not supported'):
-        KMeans(K, init=lambda X, k, random_state: X[:k]).fit(mm)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))                # weights and a callable init stream too
+    ref_w = KMeans(K, random_state=3).fit(X, sample_weight=w)
+    km = KMeans(K, random_state=3).fit(mm, sample_weight=w)
+    assert np.array_equal(km.labels_, ref_w.labels_) and km.n_iter_ == ref_w.n_iter_
+    first = lambda X, k, random_state: np.asarray(X[:k])
+    km, ref_c = KMeans(K, init=first).fit(mm), KMeans(K, init=lambda X, k, random_state: X[:k] + X.mean(0)).fit(X)
+    assert np.array_equal(km.labels_, ref_c.labels_) and km.n_iter_ == ref_c.n_iter_
     with pytest.raises(ValueError, match='not found'): KMeans(K).fit(tmp_path / 'missing.npy')
     with pytest.raises(ValueError, match='X has 4 features, but KMeans is expecting 3'):
         KMeans(K, random_state=0).fit(X[:, :3]).predict(mm)
@@ -214,6 +216,17 @@ def test_bad_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match='n_samples=100 .* n_clusters=101'): distributed_fit(mm, 101)
 
 
+def kl_medians():
+    "A distance whose centre is no mean (the coordinate-wise median): it cannot come from sums."
+    from kmeans_lessons.distances import Distance
+    class Medians(Distance):
+        name = 'medians'
+        def pairwise(self, x, c): return torch.cdist(x, c, p=1)
+        def centre(self, X, labels, k, sample_weight=None):
+            return torch.stack([X[labels == j].median(0).values for j in range(k)])
+    return Medians()
+
+
 def test_bad_parameters():
     X = torch.randn(50, 2)
     with pytest.raises(ValueError, match='init must be one of'): distributed_fit(X, 3, init='kmeans')
@@ -221,7 +234,11 @@ def test_bad_parameters():
     with pytest.raises(TypeError, match='n_clusters must be an int'): distributed_fit(X, 2.5)
     with pytest.raises(ValueError, match='max_iter must be an int >= 1; got 0'): distributed_fit(X, 2, max_iter=0)
     with pytest.raises(ValueError, match='random_state must be'): distributed_fit(X, 2, random_state='a')
-    with pytest.raises(ValueError, match='own centre'): distributed_fit(X, 2, distance='cosine')
+    ro = X.numpy().copy(); ro.flags.writeable = False                    # a read-only array is streamed
+    with pytest.raises(ValueError, match='own centre'): distributed_fit(ro, 2, distance=kl_medians())
+    with pytest.raises(ValueError, match="algorithm must be 'auto' or one of"): distributed_fit(X, 2, algorithm='x')
+    with pytest.raises(ValueError, match="needs the exact Euclidean"):
+        distributed_fit(X, 2, algorithm='hamerly', distance='cosine')
     with pytest.raises(ValueError, match='not initialised'): distributed_fit(X, 2, process_group=object())
 
 

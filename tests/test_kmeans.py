@@ -211,8 +211,9 @@ def test_fewer_distinct_points_than_k_warns_and_stays_finite():
         with pytest.warns(ConvergenceWarning, match='2 distinct clusters'):
             km = KMeans(4, init=init, random_state=0).fit(X)
         assert np.isfinite(km.cluster_centers_).all()
-        assert km.inertia_ == 0.0
-        assert set(map(tuple, km.cluster_centers_.tolist())) == {(0.0, 0.0), (5.0, 5.0)}
+        assert km.inertia_ == pytest.approx(0.0, abs=1e-12)   # exact up to the rounding of the centring
+        got = {tuple(np.round(c, 9)) for c in km.cluster_centers_.tolist()}   # centring rounds in the last bit
+        assert got == {(0.0, 0.0), (5.0, 5.0)}
 
 
 def test_empty_cluster_relocated_to_farthest_point():
@@ -284,7 +285,7 @@ def test_float32_far_from_origin_matches_float64(offset):
     assert f32.history_[0].sub(init.float()).abs().max() <= offset * 1e-6     # history is in the caller's coordinates
 
 
-@pytest.mark.parametrize('algorithm', ['lloyd', 'hamerly', 'yinyang', 'auto'])
+@pytest.mark.parametrize('algorithm', ['lloyd', 'hamerly', 'yinyang', 'elkan', 'auto'])
 def test_every_algorithm_gives_lloyds_result(algorithm):
     X = make_blobs(4000, 4, centers=60, random_state=0)[0]
     ref = KMeans(150, algorithm='lloyd', random_state=0, tol=0).fit(X)
@@ -294,6 +295,40 @@ def test_every_algorithm_gives_lloyds_result(algorithm):
     assert km.algorithm_ == ('hamerly' if algorithm == 'auto' else algorithm)   # k >= 100 at D=4: Hamerly
 
 
-def test_elkan_is_refused_by_name():
-    with pytest.raises(ValueError, match="algorithm must be one of 'auto', 'lloyd', 'hamerly', 'yinyang'; got 'elkan'"):
-        KMeans(3, algorithm='elkan').fit(np.random.default_rng(0).normal(size=(20, 2)))
+def test_elkan_runs_and_its_budget_is_enforced():
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    assert KMeans(3, algorithm='elkan', random_state=0).fit(X).algorithm_ == 'elkan'
+    with pytest.raises(ValueError, match="algorithm='elkan' keeps 200 x 3 lower bounds.*'hamerly'.*'yinyang'"):
+        KMeans(3, algorithm='elkan', memory_budget=1000).fit(X)
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        KMeans(3, algorithm='fast').fit(X)
+
+
+def test_weighted_bounds_run_what_was_asked():
+    X, w = make_blobs(600, 3, centers=5, random_state=1)[0], np.random.default_rng(1).uniform(0.5, 2, 600)
+    ref = KMeans(5, algorithm='lloyd', random_state=0, tol=0).fit(X, sample_weight=w)
+    for a in ('hamerly', 'yinyang', 'elkan'):
+        km = KMeans(5, algorithm=a, random_state=0, tol=0).fit(X, sample_weight=w)
+        assert km.algorithm_ == a and km.n_iter_ == ref.n_iter_ and np.array_equal(km.labels_, ref.labels_)
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-12, atol=1e-12)
+
+
+def test_cosine_with_bounds_is_refused_and_auto_runs_lloyd():
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    with pytest.raises(ValueError, match="needs the exact Euclidean distance"):
+        KMeans(3, algorithm='hamerly', distance='cosine').fit(X)
+    assert KMeans(3, distance='cosine', random_state=0).fit(X).algorithm_ == 'lloyd'
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_inertia_is_the_true_sum_of_squares_with_an_outlier(dtype):
+    "One row at 1e30 in O(1) data: the expansion cancels to 0; direct differences give scikit-learn's 2.7e26."
+    X = np.random.default_rng(0).normal(size=(300, 2)).astype(dtype)
+    X[7] = 1e30 if dtype == np.float64 else 1e6      # float32: |x|^2 = 1e12 would swamp the O(1) terms
+    km = KMeans(3, random_state=0, n_init=1).fit(X)
+    c, lab = km.cluster_centers_.astype(np.float64), km.labels_
+    true = float(((X.astype(np.float64) - c[lab]) ** 2).sum())
+    assert true > 0 and km.inertia_ == pytest.approx(true, rel=1e-5)
+    if dtype == np.float64:
+        sk = SKMeans(3, random_state=0, n_init=1).fit(X)
+        assert km.inertia_ == pytest.approx(sk.inertia_, rel=1e-3)

@@ -220,12 +220,7 @@ def test_fortran_aligned_data():
     assert_array_equal(km_c.labels_, km_f.labels_)
 
 
-BOUNDS_VERBOSE = pytest.mark.xfail(strict=True, reason="hamerly/yinyang (bounds.py, lesson 05b) print one line per "
-                                   "iteration and no closing line; Lloyd shows a tqdm bar and how the run stopped")
-
-
-@pytest.mark.parametrize("algorithm", ["lloyd", pytest.param("hamerly", marks=BOUNDS_VERBOSE),
-                                       pytest.param("yinyang", marks=BOUNDS_VERBOSE)])
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan", "hamerly", "yinyang"])
 @pytest.mark.parametrize("tol", [1e-2, 0])
 def test_kmeans_verbose(algorithm, tol, capsys):
     # Check verbose mode of KMeans for better coverage.
@@ -237,6 +232,16 @@ def test_kmeans_verbose(algorithm, tol, capsys):
 
     captured = capsys.readouterr()
     assert re.search(r"converged after [0-9]+ iterations", captured.out)
+    # verbose=2 adds scikit-learn's own lines
+    KMeans(algorithm=algorithm, n_clusters=n_clusters, random_state=42, init="random", n_init=1, tol=tol,
+           verbose=2).fit(X)
+    out = capsys.readouterr().out
+    assert re.search(r"Initialization complete", out)
+    assert re.search(r"Iteration [0-9]+, inertia", out)
+    if tol == 0:
+        assert re.search(r"strict convergence", out)
+    else:
+        assert re.search(r"center shift .* within tolerance", out)
 
 
 def test_warning_n_init_precomputed_centers():
