@@ -215,8 +215,8 @@ def _no_meta(t, name):
 def _abs_max(t):
     "The largest |value| of `t` as a Python float (0 when empty): NaN if `t` holds a NaN, inf if an inf."
     if t.numel() == 0: return 0.0
-    lo, hi = torch.aminmax(t)
-    return max(-float(lo), float(hi)) if not (torch.isnan(lo) or torch.isnan(hi)) else math.nan
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()    # one pass, one sync with a GPU
+    return math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
 
 def _scale_fix(name):
     return (f"Scale {name} first, e.g. with scikit-learn's StandardScaler or {name} / abs({name}).max(): k-means finds "
