@@ -363,3 +363,17 @@ def test_out_of_core_input_gets_the_same_scale_checks(tmp_path, name, scale, wor
     np.save(path, (X * scale).numpy())
     data = np.load(path, mmap_mode='r') if kind == 'memmap' else str(path)
     raises(CALLS[name], data, words=(words,))
+
+
+@pytest.mark.parametrize('device,exc,words', [
+    ('tpu', ValueError, ("'tpu'", 'no device type')), ('meta', ValueError, ('meta device hold no data',)),
+    (torch.device('meta'), ValueError, ('meta device hold no data',)), ('xpu', ValueError, ('does not run there',)),
+    ('cuda:x', ValueError, ("'cuda:x'",)), (None, None, ()), ('auto', None, ()), ('cpu', None, ()),
+    (3, TypeError, ('device must be a string',))])
+def test_get_device_refuses_what_does_not_exist_or_holds_no_data(device, exc, words):
+    from kmeans_lessons import get_device
+    if exc is None:
+        assert get_device(device).type in ('cpu', 'cuda', 'mps')
+        return
+    with pytest.raises(exc) as e: get_device(device)
+    for w in words: assert w in str(e.value), str(e.value)
