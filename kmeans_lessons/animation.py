@@ -200,13 +200,14 @@ def _history(X, km_or_history):
     the fit's own inertia for each entry (None for a plain list: the caller computes them)."""
     h = km_or_history
     if hasattr(h, 'fit') and hasattr(h, 'n_clusters'):                # a KMeans (or one like it)
-        if not hasattr(h, 'history_'):
+        if not hasattr(h, 'cluster_centers_'):
             raise ValueError("the KMeans is not fitted: call fit(X) first, "
                              "or pass a list of centroid tensors")
-        if len(h.history_) != h.n_iter_ + 1:
-            raise ValueError("this KMeans kept no history (keep_history=False): "
-                             "refit with keep_history=True")
-        hist, distance, inertias = h.history_, h.distance_, getattr(h, 'inertia_history_', None)
+        hist = getattr(h, 'history_', None)
+        if hist is None or len(hist) != h.n_iter_ + 1:
+            raise ValueError("this KMeans kept no history to animate: fit it with "
+                             "KMeans(..., keep_history=True), or pass a list of centroid tensors")
+        distance, inertias = h.distance_, getattr(h, 'inertia_history_', None)
     elif isinstance(h, (list, tuple)) or (torch.is_tensor(h) and h.ndim == 3):
         hist, distance, inertias = list(h), None, None
     else:
@@ -233,7 +234,7 @@ def _animation(scene, update, n, interval, repeat):
 
 # %% ../nbs/06_animation.ipynb #63f3c0ac
 def animate_kmeans(X, # points (N, D)
-                   km_or_history, # a fitted `KMeans` (its `history_`), or a list of (k, D) centres
+                   km_or_history, # a `KMeans(keep_history=True)` fit, or a list of (k, D) centres
                    *,
                    trails=True, # draw each centre's path so far
                    voronoi=False, # shade the Voronoi regions (2-D only)
@@ -246,7 +247,8 @@ def animate_kmeans(X, # points (N, D)
                    # formatted with `i` and `inertia`
                    title='iteration {i} · inertia {inertia:,.1f}'):
     """A `FuncAnimation` of k-means converging on `X` (N, D): one frame per entry of the centroid
-    history (a fitted `KMeans`'s `history_`, or a list of (k, D) tensors). Frame `i` shows the
+    history (the `history_` of a `KMeans` fitted with `keep_history=True`, or a list of (k, D)
+    tensors). Frame `i` shows the
     points coloured by their nearest centre in `history[i]`, the centres, each centre's path so far
     (`trails`), optionally the Voronoi regions (`voronoi`, 2-D only) and `title` formatted with `i`
     and `inertia` (a fitted `KMeans`'s own `inertia_history_`, so the last frame shows its
@@ -499,7 +501,8 @@ def refit(self:KMeansExplorer):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         self.km = KMeans(self.k.value, init=self.init.value, n_init=1,
-                         random_state=self.seed.value, max_iter=self.max_iter).fit(self.X)
+                         random_state=self.seed.value, max_iter=self.max_iter,
+                         keep_history=True).fit(self.X)
     pairs = [assign(self.X, C) for C in self.km.history_]
     self.labels = [l for l, _ in pairs]
     self.inertias = list(self.km.inertia_history_)    # the fit's own: title and status agree

@@ -11,8 +11,8 @@ from .distances import get_distance
 
 # %% ../nbs/02_assignment.ipynb #0767138d
 DEFAULT_MEMORY_BUDGET = 256 * 2**20   # bytes of scratch memory for one block of distances
-CPU_MAX_CHUNK = 2048                  # on the CPU, blocks are at least this many rows...
-CPU_BLOCK_BYTES = 4 * 2**20           # ...and otherwise about this big: they stay in cache
+CPU_MAX_CHUNK = 2048                  # on the CPU, the cap on block rows is never below this...
+CPU_BLOCK_BYTES = 4 * 2**20           # ...else about this many bytes: they stay in cache
 
 def chunk_rows(n_rows,             # rows to cover (N)
                n_cols,             # columns of one block (k)

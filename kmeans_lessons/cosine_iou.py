@@ -13,11 +13,9 @@ from .update import cluster_means
 
 # %% ../nbs/08_distances.ipynb #07feadc3
 class CosineDistance(Distance):
-    """Cosine dissimilarity `1 - cos(x, c)` (0 same direction, 1 orthogonal, 2 opposite): spherical
-    k-means. Points are assigned to the centre with the largest cosine similarity; a centre is
-    the normalised mean of its points' unit vectors, so `cluster_centers_` are unit vectors. The
-    inertia is the sum over points of `1 - cos` to the assigned centre. The length of a point is
-    ignored; a zero point has cosine 0 with every centre (distance 1)."""
+    """Cosine dissimilarity `1 - cos(x, c)` (0 same direction, 2 opposite): spherical k-means.
+    A centre is the normalised mean of its points' unit vectors (`cluster_centers_` are unit
+    vectors); a point's length is ignored, and a zero point is at distance 1 from every centre."""
     name, check_output = 'cosine', False
 
     def pairwise(self, x, c):

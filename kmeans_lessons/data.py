@@ -23,7 +23,21 @@ def sample_blobs(n_clusters=6, # number of blobs
     """Gaussian blobs: `n_samples` points around each of `n_clusters` centres drawn uniformly in
     [-box, box]^D, each blob with covariance `var * I`.
     Returns `(data (N, D), labels (N,), centroids (k, D))`, blob by blob."""
-    counts = dict(n_clusters=n_clusters, n_samples=n_samples, n_features=n_features)
+    k, n, D, f64 = n_clusters, n_samples, n_features, torch.float64
+    _check_blob_args(dict(n_clusters=k, n_samples=n, n_features=D), box, var, seed, generator)
+    g = _blob_generator(seed, generator)
+    centroids = (torch.rand(k, D, generator=g, dtype=f64) * 2 - 1) * box        # (k, D)
+    mvn = MultivariateNormal(centroids, covariance_matrix=var * torch.eye(D, dtype=f64))
+    eps = torch.randn(k, n, D, generator=g, dtype=f64)                          # (k, n, D)
+    pts = mvn.loc[:, None] + eps @ mvn.scale_tril.mT                            # (k, n, D)
+    data = pts.reshape(-1, D).to(dtype)                                         # (N, D)
+    labels = torch.arange(k).repeat_interleave(n)                               # (N,)
+    return data, labels, centroids.to(dtype)
+
+# %% ../nbs/00_data.ipynb #d2d4e655
+def _check_blob_args(counts, # {'n_clusters': ..., 'n_samples': ..., 'n_features': ...}
+                     box, var, seed, generator):
+    "The argument checks of `sample_blobs`: a ValueError that names the bad argument."
     for name, v in counts.items():
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -33,17 +47,14 @@ def sample_blobs(n_clusters=6, # number of blobs
         raise ValueError(f"box must be a finite number >= 0, got {box!r}")
     if seed is not None and generator is not None:
         raise ValueError("pass either seed or generator, not both")
-    g = generator if generator is not None else torch.Generator()
-    if generator is None and seed is not None: g.manual_seed(seed)
-    elif generator is None: g.seed()
-    k, n, D, f64 = n_clusters, n_samples, n_features, torch.float64
-    centroids = (torch.rand(k, D, generator=g, dtype=f64) * 2 - 1) * box        # (k, D)
-    mvn = MultivariateNormal(centroids, covariance_matrix=var * torch.eye(D, dtype=f64))
-    eps = torch.randn(k, n, D, generator=g, dtype=f64)                          # (k, n, D)
-    pts = mvn.loc[:, None] + eps @ mvn.scale_tril.mT                            # (k, n, D)
-    data = pts.reshape(-1, D).to(dtype)                                         # (N, D)
-    labels = torch.arange(k).repeat_interleave(n)                               # (N,)
-    return data, labels, centroids.to(dtype)
+
+def _blob_generator(seed, generator):
+    "`generator` itself if given, else a new one seeded with `seed` (None: a fresh random seed)."
+    if generator is not None: return generator
+    g = torch.Generator()
+    if seed is None: g.seed()
+    else: g.manual_seed(seed)
+    return g
 
 # %% ../nbs/00_data.ipynb #b1009a9b
 def cluster_colors(k): # number of clusters
@@ -64,6 +75,33 @@ def _label_colors(labels): # cluster of each point (N,), int64; -1 for none
     palette = torch.cat([torch.as_tensor(cluster_colors(k)), grey])  # (k + 1, 4): grey last
     return palette[labels.clamp(min=-1)].numpy()                     # (N, 4); -1: the grey
 
+def _crosses(ax, centroids): # centres (k, D)
+    "Each centre as a thick black 'x' with a thinner magenta one on top: visible on any colour."
+    for cen in _np(torch.as_tensor(_np(centroids))):
+        ax.plot(*[[v] for v in cen], markersize=10, marker='x', color='k', mew=5, ls='')
+        ax.plot(*[[v] for v in cen], markersize=5, marker='x', color='m', mew=2, ls='')
+
+# %% ../nbs/00_data.ipynb #5471d25e
+def _points(data):
+    "`data` as a tensor of 2-D or 3-D points (N, 2) or (N, 3); else a ValueError."
+    data = torch.as_tensor(_np(data))
+    if data.ndim != 2 or data.shape[1] not in (2, 3):
+        raise ValueError(f"plot_data draws 2-D or 3-D points; got data of shape "
+                         f"{tuple(data.shape)}")
+    return data
+
+def _point_labels(labels, n): # one label per point (n,)
+    labels = torch.as_tensor(_np(labels)).long()
+    if labels.shape != (n,):
+        raise ValueError(f"labels has shape {tuple(labels.shape)}; expected ({n},), one per point")
+    return labels
+
+def _new_axes(d3): # True for a 3-D axes
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(5, 5))
+    # in 3-D, draw in call order (not by depth) so the crosses stay on top of the points
+    return fig.add_subplot(projection='3d', computed_zorder=False) if d3 else fig.add_subplot()
+
 # %% ../nbs/00_data.ipynb #03711a5c
 def plot_data(data, # points (N, 2) or (N, 3)
               centroids=None, # centres (k, D) drawn as crosses
@@ -78,28 +116,12 @@ def plot_data(data, # points (N, 2) or (N, 3)
     crosses; returns the axes. Label `j` gets `cluster_colors(k)[j]` (k = largest label + 1), the
     colours of the animations; a negative label (no cluster) is grey. `cmap`, a matplotlib colormap
     name, spreads the labels over that colormap instead."""
-    import matplotlib.pyplot as plt
-    data = torch.as_tensor(_np(data))
-    if data.ndim != 2 or data.shape[1] not in (2, 3):
-        raise ValueError(f"plot_data draws 2-D or 3-D points; got data of shape "
-                         f"{tuple(data.shape)}")
-    d3 = data.shape[1] == 3
-    if ax is None:
-        fig = plt.figure(figsize=(5, 5))
-        # in 3-D, draw in call order (not by depth) so the crosses stay on top of the points
-        ax = fig.add_subplot(projection='3d', computed_zorder=False) if d3 else fig.add_subplot()
-    pts = data.T.numpy()                                   # (D, N): one row per coordinate
-    if labels is None: ax.scatter(*pts, s=s, alpha=alpha)
-    else:
-        labels = torch.as_tensor(_np(labels)).long()
-        if labels.shape != data.shape[:1]:
-            raise ValueError(f"labels has shape {tuple(labels.shape)}; expected ({len(data)},), "
-                             "one per point")
-        if cmap is not None: ax.scatter(*pts, c=labels.numpy(), s=s, alpha=alpha, cmap=cmap)
-        else: ax.scatter(*pts, c=_label_colors(labels), s=s, alpha=alpha)
-    if centroids is not None:
-        for cen in _np(torch.as_tensor(_np(centroids))):
-            ax.plot(*[[v] for v in cen], markersize=10, marker='x', color='k', mew=5, ls='')
-            ax.plot(*[[v] for v in cen], markersize=5, marker='x', color='m', mew=2, ls='')
+    data = _points(data)                                   # (N, D), D = 2 or 3
+    if ax is None: ax = _new_axes(data.shape[1] == 3)
+    if labels is None: colours = {}
+    elif cmap is not None: colours = dict(c=_point_labels(labels, len(data)).numpy(), cmap=cmap)
+    else: colours = dict(c=_label_colors(_point_labels(labels, len(data))))
+    ax.scatter(*data.T.numpy(), s=s, alpha=alpha, **colours)   # one row per coordinate
+    if centroids is not None: _crosses(ax, centroids)
     if title: ax.set_title(title)
     return ax

@@ -18,7 +18,7 @@ def _w_gaussian(d2, bw):
     """Gaussian weights from squared distances (n, k), each row divided by its largest weight (it
     cancels in the weighted mean, and no row is all zeros); `exp2` because `exp` crawls through
     underflowing values on some CPUs. Returns (weights (n, k), log of the factor (n,))."""
-    z = d2 * (-0.5 * _LOG2E / bw ** 2)                            # (n, k) log2 weights
+    z = d2 * (-0.5 * _LOG2E / (bw * bw))                          # (n, k) log2 weights
     zmax = z.max(1, keepdim=True).values                         # (n, 1)
     return (z - zmax).exp2_(), zmax[:, 0] / _LOG2E                # weights (n, k), log scale (n,)
 
@@ -37,6 +37,17 @@ def _finish(num, den, Y, scale):
     logd = den.log() if scale is None else den.log() + scale                    # (n,)
     return new, logd
 
+# %% ../nbs/07_meanshift.ipynb #c69c6eea
+def _expansion_ok(Y, X, bw):
+    "Whether the expansion's rounding, about eps * |x|^2, stays far below bw^2."
+    r2 = max(float((A * A).sum(1).amax()) for A in (Y, X) if A.numel())
+    return bw * bw > 64 * torch.finfo(X.dtype).eps * r2
+
+def _d2(y, X, fast):
+    "Squared distances (b, N): the expansion if `fast`, else exact differences (0 to itself)."
+    if fast: return sq_dists(y, X)
+    return torch.cdist(y, X, compute_mode='donot_use_mm_for_euclid_dist').square_()
+
 # %% ../nbs/07_meanshift.ipynb #69cf94a6
 def _shift(Y, X, bw, wfn, rows=None, memory_budget=None):
     """Batched step, `rows` rows of `Y` at a time: (new rows (n, D), log kernel density at the
@@ -44,8 +55,9 @@ def _shift(Y, X, bw, wfn, rows=None, memory_budget=None):
     n, N = Y.shape[0], X.shape[0]
     rows = rows or chunk_rows(n, N, X.element_size(), memory_budget, X.device)
     new, logd = torch.empty_like(Y), torch.empty(n, dtype=Y.dtype, device=Y.device)
-    gauss = wfn is _w_gaussian
-    if gauss: c = -0.5 * _LOG2E / bw ** 2; xx = (X * X).sum(1) * c     # (N,)
+    fast = _expansion_ok(Y, X, bw)                           # else: exact differences
+    gauss = wfn is _w_gaussian and fast
+    if gauss: c = -0.5 * _LOG2E / (bw * bw); xx = (X * X).sum(1) * c   # (N,)
     for s in range(0, n, rows):
         y = Y[s:s + rows]                                    # (b, D)
         if gauss:                                            # log2 weights, but for a row constant
@@ -53,7 +65,7 @@ def _shift(Y, X, bw, wfn, rows=None, memory_budget=None):
             zmax = z.amax(1, keepdim=True)                   # (b, 1): amax, no indices to track
             w = z.sub_(zmax).exp2_()                         # (b, N)
             scale = (zmax[:, 0] + c * (y * y).sum(1)) / _LOG2E   # (b,) natural log
-        else: w, scale = wfn(sq_dists(y, X), bw)             # (b, N)
+        else: w, scale = wfn(_d2(y, X, fast), bw)            # (b, N)
         new[s:s + rows], logd[s:s + rows] = _finish(w @ X, w.sum(1), y, scale)
     return new, logd
 
@@ -75,6 +87,21 @@ def _check_bandwidth(bw):
         raise ValueError(f"bandwidth must be a finite number > 0; got {bw!r}")
     return bw
 
+# %% ../nbs/07_meanshift.ipynb #d9805ecc
+def _scale_of(*arrays):
+    """A power of two `s` such that the largest |value| of `arrays`, divided by `s`, is in [1, 2)
+    (1 for all zeros). Dividing by it is exact: only the floats' exponents change."""
+    m = max(float(A.abs().amax()) if A.numel() else 0.0 for A in arrays)
+    return 2.0 ** (math.frexp(m)[1] - 1) if m > 0 else 1.0
+
+def _work_dtype(dtype, bw):
+    """The dtype to work in at bandwidth `bw`, for data scaled to about 1: `dtype`, or float64
+    where the kernel's 1 / bw^2 would overflow `dtype`."""
+    for dt in (dtype, torch.float64):
+        if bw * bw > 2.0 ** 20 * torch.finfo(dt).tiny: return dt
+    raise ValueError(f"the bandwidth is about {bw:.3g} times the data's largest value: too small "
+                     "even for float64 (1 / bandwidth^2 overflows); use a larger bandwidth")
+
 # %% ../nbs/07_meanshift.ipynb #91212c1c
 def meanshift_step(Y, # the points to move (n, D)
                    X, # the data whose density they climb (N, D)
@@ -84,9 +111,12 @@ def meanshift_step(Y, # the points to move (n, D)
                    batch_size=None, # rows of `Y` per block (None: from `memory_budget`)
                    memory_budget=None): # bytes of scratch memory for one block
     """One mean-shift step: every row of `Y` (n, D) moves to the kernel-weighted mean of the data
-    `X` (N, D), `batch_size` rows at a time. Returns a new (n, D) tensor."""
+    `X` (N, D), `batch_size` rows at a time, at any scale. Returns a new (n, D) tensor."""
     bw, wfn = _check_bandwidth(bandwidth), _get_kernel(kernel)
-    return _shift(Y, X, bw, wfn, batch_size, memory_budget)[0]
+    s = _scale_of(Y, X)                                        # a power of two: exact
+    dt = _work_dtype(X.dtype, bw / s)
+    new = _shift(Y.to(dt) / s, X.to(dt) / s, bw / s, wfn, batch_size, memory_budget)[0]
+    return (new * s).to(Y.dtype)
 
 # %% ../nbs/07_meanshift.ipynb #76d3ef7a
 def _shift_nn(Y, X, nbr, p, bw, wfn, rows):
@@ -150,7 +180,7 @@ def _merge(Y, logd, converged, radius, min_size):
     leaders, rem = [], order
     while rem.numel() and bool(converged[rem[0]]):
         lead = rem[0]
-        take = ((Y[rem] - Y[lead]) ** 2).sum(1) <= radius ** 2       # (len(rem),)
+        take = ((Y[rem] - Y[lead]) ** 2).sum(1) <= radius * radius   # (len(rem),)
         owner[rem[take]] = len(leaders)
         leaders.append(lead)
         rem = rem[~take]
@@ -164,8 +194,8 @@ def _merge(Y, logd, converged, radius, min_size):
     return Y[leaders[keep]], owner
 
 # %% ../nbs/07_meanshift.ipynb #18c6ff0c
-def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, random_state=0, batch_size=None,
-                       memory_budget=None):
+def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, random_state=0, n_jobs=None,
+                       batch_size=None, memory_budget=None):
     """scikit-learn's bandwidth estimate: the mean, over the points, of the distance to their
     `int(quantile * N)`-th nearest point (the point itself counts as the first). Chunked: memory
     O(batch_size * N).
@@ -183,6 +213,9 @@ def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, random_state=0, batch
     random_state : int, None, torch.Generator or NumPy random state, default=0
         Draws the `n_samples` points. The default 0 gives the same estimate every time, as in
         scikit-learn.
+    n_jobs : int, optional
+        Accepted for scikit-learn's signature; it has no effect: torch runs on its own threads
+        (`torch.set_num_threads`).
     batch_size : int, optional
         Rows of `X` per block of distances (default: from `memory_budget`).
     memory_budget : int, optional
@@ -195,22 +228,25 @@ def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, random_state=0, batch
     """
     X = check_array(X)
     validate_params({'quantile': [Interval('real', 0, 1)], 'n_samples': [None, Interval('int', 1)],
-                     'random_state': ['random_state']},
-                    dict(quantile=quantile, n_samples=n_samples, random_state=random_state),
+                     'random_state': ['random_state'], 'n_jobs': [None, Interval('int')]},
+                    dict(quantile=quantile, n_samples=n_samples, random_state=random_state,
+                         n_jobs=n_jobs),
                     'estimate_bandwidth')
     if n_samples is not None and n_samples < X.shape[0]:
         pick = torch.randperm(X.shape[0], generator=check_random_state(random_state))[:n_samples]
         X = X[pick.to(X.device)]
     N = X.shape[0]
     k = max(1, int(N * quantile))
-    Xc = X - X.mean(0)                                # centred: the expansion loses less precision
+    unit = _scale_of(X)                               # a power of two: no square under/overflows
+    Xc = X / unit
+    Xc = Xc - Xc.mean(0)                              # centred: the expansion loses less precision
     rows = batch_size or chunk_rows(N, N, X.element_size(), memory_budget, X.device)
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     for s in range(0, N, rows):
         j = sq_dists(Xc[s:s + rows], Xc).kthvalue(k, 1).indices     # (b,) each row's k-th nearest
         d = ((Xc[s:s + rows] - Xc[j]) ** 2).sum(1).sqrt()           # (b,) exact: duplicates give 0
         total += d.sum(dtype=torch.float64)
-    return float(total) / N
+    return float(total) / N * unit
 
 # %% ../nbs/07_meanshift.ipynb #9bb4813b
 def _group_reduce(X, group, n_groups, op):
@@ -328,15 +364,18 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1):
     return out(seeds)
 
 # %% ../nbs/07_meanshift.ipynb #13d2173d
-def _start_points(X, bw, offset, seeds, bin_seeding, min_bin_freq):
-    """The centred start points (n, D) of the climbs: `seeds`, the bins of `bin_seeding`, or None
-    (every data point)."""
-    if seeds is not None:
-        S = check_array(seeds, 'seeds', device=X.device, dtype=X.dtype)
-        if S.shape[1] != X.shape[1]:
-            raise ValueError(f"seeds has {S.shape[1]} features, but X has {X.shape[1]}: "
-                             f"expected (n_seeds, {X.shape[1]})")
-        return S - offset
+def _check_seeds(seeds, X):
+    "`seeds` as an (n_seeds, D) tensor like `X`."
+    S = check_array(seeds, 'seeds', device=X.device, dtype=X.dtype)
+    if S.shape[1] != X.shape[1]:
+        raise ValueError(f"seeds has {S.shape[1]} features, but X has {X.shape[1]}: "
+                         f"expected (n_seeds, {X.shape[1]})")
+    return S
+
+def _start_points(X, bw, offset, S, bin_seeding, min_bin_freq):
+    """The centred start points (n, D) of the climbs: the seeds `S`, the bins of `bin_seeding`,
+    or None (every data point)."""
+    if S is not None: return S - offset
     if not bin_seeding: return None
     S = get_bin_seeds(X, bw, min_bin_freq)
     if S is X: return None                               # binning saved nothing: all points climb
@@ -351,10 +390,15 @@ def _relabel(lab, d2, keep, reach2):
     new_id = keep.long().cumsum(0) - 1                                    # (K,)
     return torch.where(keep[lab] & (d2 <= reach2), new_id[lab], -1)
 
+def _nearest(X, C, memory_budget=None):
+    "`assign`'s nearest centres, with squared distances from differences (exact at any bandwidth)."
+    lab = assign(X, C, memory_budget=memory_budget)[0]                   # (N,)
+    return lab, ((X - C[lab]) ** 2).sum(1)
+
 def _nearest_modes(X, modes, min_size, reach2, memory_budget=None):
     """(kept modes (K,) bool, labels (N,)): each row of `X` joins its nearest mode; modes with
     fewer than `min_size` rows are dropped."""
-    lab, d2 = assign(X, modes, memory_budget=memory_budget)               # (N,), (N,)
+    lab, d2 = _nearest(X, modes, memory_budget)                            # (N,), (N,)
     keep = torch.bincount(lab, minlength=modes.shape[0]) >= min_size     # (K,)
     return keep, _relabel(lab, d2, keep, reach2)
 
@@ -412,6 +456,9 @@ class MeanShift(BaseEstimator):
         points) and, for the flat and triangular kernels, points farther than `bandwidth` from
         every mode (outside every kernel, as in scikit-learn). If True, orphans join the nearest
         mode.
+    n_jobs : int, optional
+        Accepted for scikit-learn's signature; it has no effect: torch runs on its own threads
+        (`torch.set_num_threads`).
     device : str or torch.device, optional
         Where to compute ('cpu', 'cuda', 'cuda:1', 'mps' or 'auto'). By default, where the data
         are.
@@ -452,7 +499,8 @@ class MeanShift(BaseEstimator):
         'kernel': [Options('gaussian', 'triangular', 'tri', 'flat')],
         'max_iter': [Interval('int', 1)], 'tol': [Interval('real', 0)],
         'batch_size': [None, Interval('int', 1)], 'n_neighbors': [None, Interval('int', 1)],
-        'cluster_all': ['boolean'], 'device': [None, 'device'], 'random_state': ['random_state'],
+        'cluster_all': ['boolean'], 'n_jobs': [None, Interval('int')],
+        'device': [None, 'device'], 'random_state': ['random_state'],
         'merge_radius': [Interval('real', 0, None, closed='neither')],
         'min_cluster_size': [Interval('int', 1)],
         'memory_budget': [None, Interval('int', 1)], 'keep_history': ['boolean'],
@@ -460,12 +508,13 @@ class MeanShift(BaseEstimator):
     }
     def __init__(self, bandwidth=None, *, seeds=None, bin_seeding=False, min_bin_freq=1,
                  kernel='gaussian', max_iter=300, tol=1e-3, batch_size=None, n_neighbors=None,
-                 cluster_all=True, device=None, random_state=None, merge_radius=0.5,
+                 cluster_all=True, n_jobs=None, device=None, random_state=None, merge_radius=0.5,
                  min_cluster_size=1, memory_budget=None, keep_history=False, verbose=False):
         self.bandwidth, self.seeds, self.bin_seeding = bandwidth, seeds, bin_seeding
         self.min_bin_freq, self.kernel, self.max_iter = min_bin_freq, kernel, max_iter
         self.tol = tol
         self.batch_size, self.n_neighbors, self.cluster_all = batch_size, n_neighbors, cluster_all
+        self.n_jobs = n_jobs
         self.device, self.random_state, self.merge_radius = device, random_state, merge_radius
         self.min_cluster_size, self.memory_budget = min_cluster_size, memory_budget
         self.keep_history, self.verbose = keep_history, verbose
@@ -481,7 +530,8 @@ class MeanShift(BaseEstimator):
 
     def _climb(self, X, Y, p, nbr, bw, wfn, verbose=False):
         "Shift the rows of `Y` (in place; `Y` is ours) over the data `X` until each converges."
-        n, stop2 = Y.shape[0], (self.tol * bw) ** 2
+        n, stop = Y.shape[0], self.tol * bw
+        stop2 = stop * stop                                     # (a Python ** could overflow)
         cols = X.shape[0] if nbr is None else nbr.shape[1] * (X.shape[1] + 2)   # scratch per climb
         rows = self.batch_size or chunk_rows(n, cols, X.element_size(), self.memory_budget,
                                              X.device)
@@ -516,10 +566,16 @@ class MeanShift(BaseEstimator):
         X = check_array(X, device=None if self.device is None else get_device(self.device))
         wfn, bw = self._check_params(X)
         N = X.shape[0]
-        offset = X.mean(0)                                      # (D,)
-        Xc = X - offset                                         # (N, D): a centred copy
-        reach2 = math.inf if wfn is _w_gaussian and bw > 0 else bw * bw   # the kernel's reach
-        S = None if bw == 0 else _start_points(X, bw, offset, self.seeds, self.bin_seeding,
+        S0 = None if self.seeds is None else _check_seeds(self.seeds, X)
+        s = _scale_of(X) if S0 is None else _scale_of(X, S0)   # a power of two: exact
+        dt = X.dtype if bw == 0 else _work_dtype(X.dtype, bw / s)
+        Xs, bw_s = X.to(dt) / s, bw / s                         # (N, D) values about 1
+        offset = Xs.mean(0)                                     # (D,)
+        Xc = Xs - offset                                        # (N, D): a centred copy
+        back = lambda A: out(((A + offset) * s).to(X.dtype))    # to the caller's units
+        reach2 = math.inf if wfn is _w_gaussian and bw > 0 else bw_s * bw_s   # the kernel's reach
+        if S0 is not None: S0 = S0.to(dt) / s
+        S = None if bw == 0 else _start_points(Xs, bw_s, offset, S0, self.bin_seeding,
                                                self.min_bin_freq)
         nbr, n_iter, history, Y = None, 0, [], Xc
         conv = torch.ones(N, dtype=torch.bool, device=X.device)
@@ -532,7 +588,7 @@ class MeanShift(BaseEstimator):
             if S is None: p = torch.arange(N, device=X.device)
             else: p = None if nbr is None else assign(S, Xc, memory_budget=mb)[0]  # nearest point
             Y0 = Xc.clone() if S is None else S                 # (n, D) ours to move
-            Y, logd, conv, n_iter, history = self._climb(Xc, Y0, p, nbr, bw, wfn, self.verbose)
+            Y, logd, conv, n_iter, history = self._climb(Xc, Y0, p, nbr, bw_s, wfn, self.verbose)
             what = 'points' if S is None else 'seeds'
             if not conv.all():
                 warnings.warn(f"{int((~conv).sum())} of {len(conv)} {what} did not converge in "
@@ -543,12 +599,12 @@ class MeanShift(BaseEstimator):
                                  "seeds, bin_seeding=False, a larger bandwidth or the Gaussian "
                                  "kernel")
             starters = conv & seen if (conv & seen).any() else seen   # else any climb may lead
-            radius = self.merge_radius * bw
+            radius = self.merge_radius * bw_s
             if S is None:                                       # each point: the mode it reached
                 all_modes, labels = _merge(Y, logd, starters, radius, self.min_cluster_size)
                 keep = torch.ones(all_modes.shape[0], dtype=torch.bool, device=X.device)
                 if not self.cluster_all and all_modes.shape[0] and reach2 < math.inf:
-                    labels[assign(Xc, all_modes, memory_budget=mb)[1] > reach2] = -1
+                    labels[_nearest(Xc, all_modes, mb)[1] > reach2] = -1
             else:                                               # each point: its nearest mode
                 all_modes = _merge(Y, logd, starters, radius, 1)[0]
                 keep, labels = _nearest_modes(Xc, all_modes, self.min_cluster_size, reach2, mb)
@@ -562,11 +618,12 @@ class MeanShift(BaseEstimator):
         self.bandwidth_, self.n_iter_, self.n_features_in_ = bw, n_iter, X.shape[1]
         if names is not None: self.feature_names_in_ = names
         elif hasattr(self, 'feature_names_in_'): del self.feature_names_in_
-        self.cluster_centers_, self.labels_ = out(modes + offset), out(labels)
-        self.shifted_, self.converged_ = out(Y + offset), out(conv)
-        self.history_ = [out(h + offset) for h in history]
-        self._fit = dict(X=Xc, offset=offset, nbr=nbr, wfn=wfn, modes=modes, all_modes=all_modes,
-                         keep=keep, reach2=reach2, nearest=bw == 0 or S is not None)
+        self.cluster_centers_, self.labels_ = back(modes), out(labels)
+        self.shifted_, self.converged_ = back(Y), out(conv)
+        self.history_ = [back(h) for h in history]
+        self._fit = dict(X=Xc, offset=offset, scale=s, bw=bw_s, nbr=nbr, wfn=wfn, modes=modes,
+                         all_modes=all_modes, keep=keep, reach2=reach2,
+                         nearest=bw == 0 or S is not None)
         return self
 
     def predict(self, X):
@@ -579,21 +636,22 @@ class MeanShift(BaseEstimator):
         self._check_feature_names(X)
         Xn = check_array(X, device=f['X'].device, dtype=f['X'].dtype)
         self._check_n_features(Xn)
-        X0 = Xn - f['offset']                                   # (M, D) a new tensor: ours to move
+        X0 = Xn / f['scale'] - f['offset']                      # (M, D) a new tensor: ours to move
         mb = self.memory_budget
         if f['nearest']:
-            lab, d2 = assign(X0, f['all_modes'], memory_budget=mb)
+            lab, d2 = _nearest(X0, f['all_modes'], mb)
             labels = _relabel(lab, d2, f['keep'], f['reach2'])
         else:
             p = None if f['nbr'] is None else assign(X0, f['X'], memory_budget=mb)[0]   # nearest
             hist, self.keep_history = self.keep_history, False
-            try: Y = self._climb(f['X'], X0.clone(), p, f['nbr'], self.bandwidth_, f['wfn'])[0]
+            try: Y = self._climb(f['X'], X0.clone(), p, f['nbr'], f['bw'], f['wfn'])[0]
             finally: self.keep_history = hist
-            labels, d2 = assign(Y, f['modes'], memory_budget=mb)
+            labels, d2 = _nearest(Y, f['modes'], mb)
             if self.cluster_all: return out(labels)
-            labels[d2 > (self.merge_radius * self.bandwidth_) ** 2] = -1
+            radius = self.merge_radius * f['bw']
+            labels[d2 > radius * radius] = -1
             if f['reach2'] < math.inf:
-                labels[assign(X0, f['modes'], memory_budget=mb)[1] > f['reach2']] = -1
+                labels[_nearest(X0, f['modes'], mb)[1] > f['reach2']] = -1
         lost = labels < 0
         if self.cluster_all and lost.any():
             labels[lost] = assign(X0[lost], f['modes'], memory_budget=mb)[0]
@@ -607,7 +665,7 @@ MeanShift = document_init(MeanShift)      # show_doc renders the parameters
 
 # %% ../nbs/07_meanshift.ipynb #c4f07a0d
 def mean_shift(X, *, bandwidth=None, seeds=None, bin_seeding=False, min_bin_freq=1,
-               cluster_all=True, max_iter=300, **kwargs):
+               cluster_all=True, max_iter=300, n_jobs=None, **kwargs):
     """scikit-learn's functional mean shift: `MeanShift(...).fit(X)`, returning
     `(cluster_centers, labels)`.
 
@@ -628,6 +686,8 @@ def mean_shift(X, *, bandwidth=None, seeds=None, bin_seeding=False, min_bin_freq
         get -1.
     max_iter : int, default=300
         Most steps of one climb.
+    n_jobs : int, optional
+        Accepted for scikit-learn's signature; it has no effect (torch runs on its own threads).
     **kwargs
         Any other `MeanShift` parameter: `kernel='flat', merge_radius=1.0` is scikit-learn's
         algorithm.
@@ -638,5 +698,5 @@ def mean_shift(X, *, bandwidth=None, seeds=None, bin_seeding=False, min_bin_freq
     labels : (n_samples,) array or tensor of int64
         Both in the kind of `X`."""
     ms = MeanShift(bandwidth, seeds=seeds, bin_seeding=bin_seeding, min_bin_freq=min_bin_freq,
-                   cluster_all=cluster_all, max_iter=max_iter, **kwargs).fit(X)
+                   cluster_all=cluster_all, max_iter=max_iter, n_jobs=n_jobs, **kwargs).fit(X)
     return ms.cluster_centers_, ms.labels_

@@ -35,23 +35,34 @@ def update_centroids(X,                  # points (N, D)
     its own centre (`empty='farthest'`, which needs `dists`), as scikit-learn does. `distance` is
     None (the mean) or a `Distance`, whose `centre` gives the new centres; `sample_weight` (N,)
     weighs the points."""
-    if empty not in ('farthest', 'keep'):
-        raise ValueError(f"empty must be 'farthest' or 'keep', got {empty!r}")
-    if distance is not None and not hasattr(distance, 'centre'):
-        raise TypeError(f"distance must be None or a Distance (see get_distance); "
-                        f"got {type(distance).__name__}")
+    _check_update_args(empty, distance)
     k = C.shape[0]
     mass = lambda lab: torch.bincount(lab, weights=sample_weight, minlength=k)   # (k,) per cluster
     counts = mass(labels)
     if empty == 'farthest' and bool((counts == 0).any()):
-        if dists is None:
-            raise ValueError("empty='farthest' needs `dists`, each point's distance to its centre")
-        empty_ids = (counts == 0).nonzero().flatten()           # (e,)
-        far = dists.topk(len(empty_ids)).indices                # (e,) worst-served first
-        labels = labels.clone()                                 # never modify the caller's labels
-        labels[far] = empty_ids                                 # each founds a new cluster
+        labels = _farthest_to_empty(labels, dists, counts)      # a new (N,); the caller's is kept
         counts = mass(labels)
     if distance is None: new = cluster_means(X, labels, k, sample_weight)            # (k, D)
     elif sample_weight is None: new = distance.centre(X, labels, k)
     else: new = distance.centre(X, labels, k, sample_weight=sample_weight)
     return torch.where((counts > 0)[:, None], new, C)
+
+# %% ../nbs/03_update.ipynb #79f8ce65
+def _check_update_args(empty, distance):
+    if empty not in ('farthest', 'keep'):
+        raise ValueError(f"empty must be 'farthest' or 'keep', got {empty!r}")
+    if distance is not None and not hasattr(distance, 'centre'):
+        raise TypeError(f"distance must be None or a Distance (see get_distance); "
+                        f"got {type(distance).__name__}")
+
+def _farthest_to_empty(labels, # each point's cluster (N,)
+                       dists,  # each point's distance to its centre (N,)
+                       counts): # points (or weight) per cluster (k,)
+    "A copy of `labels`: each empty cluster takes one of the worst-served (farthest) points."
+    if dists is None:
+        raise ValueError("empty='farthest' needs `dists`, each point's distance to its centre")
+    empty_ids = (counts == 0).nonzero().flatten()           # (e,)
+    far = dists.topk(len(empty_ids)).indices                # (e,) worst-served first
+    labels = labels.clone()                                 # never modify the caller's labels
+    labels[far] = empty_ids                                 # each founds a new cluster
+    return labels

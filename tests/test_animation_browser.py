@@ -20,7 +20,7 @@ ANIM = "(() => { const img = document.querySelector('img[id^=_anim_img]'); retur
 @pytest.fixture(scope='module')
 def fitted():
     X, _, _ = sample_blobs(6, 250, seed=42)
-    km = KMeans(6, init=X[:6], max_iter=50).fit(X)       # a bad start: the centroids travel for many iterations
+    km = KMeans(6, init=X[:6], max_iter=50, keep_history=True).fit(X)   # a bad start: the centroids travel a lot
     return X, km
 
 

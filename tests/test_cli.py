@@ -64,16 +64,29 @@ def bad_files(tmp_path_factory):
     np.save(d / 'cube.npy', np.zeros((2, 3, 4)))
     np.save(d / 'strings.npy', np.array([['a', 'b']]))
     np.save(d / 'objects.npy', np.array([[1, None]], dtype=object), allow_pickle=True)
+    np.save(d / 'huge.npy', np.ones((5, 2)) * 1e300)                  # finite in float64, inf in float32
     (d / 'points.txt').write_text('1,2\n')
     return d
 
 
 BAD = [
-    (['--k', '0'], '--k must be >= 1'),
-    (['--k', '-3'], '--k must be >= 1'),
+    (['--k', '0'], '--k must be between 1 and 10,000; got 0'),
+    (['--k', '-3'], '--k must be between 1 and 10,000; got -3'),
     (['--k', 'six'], "invalid int value: 'six'"),
-    (['--max-iter', '0'], '--max-iter must be >= 1'),
-    (['--fps', '0'], '--fps must be > 0'),
+    (['--max-iter', '0'], '--max-iter must be between 1 and 1,000; got 0'),
+    (['--fps', '0'], '--fps must be between 0.01 and 50; got 0.0'),
+    (['--fps', 'inf'], '--fps must be between 0.01 and 50; got inf'),
+    (['--fps', 'nan'], '--fps must be between 0.01 and 50; got nan'),
+    (['--fps', '1000'], '--fps must be between 0.01 and 50; got 1000.0'),
+    (['--dims', '1'], '--dims must be between 2 and 100; got 1'),
+    (['--dims', '100000'], '--dims must be between 2 and 100; got 100000'),
+    (['--dpi', '100000'], '--dpi must be between 10 and 400; got 100000'),
+    (['--dpi', '0'], '--dpi must be between 10 and 400; got 0'),
+    (['--n', '10000000000'], '--n must be between 1 and 1,000,000; got 10000000000'),
+    (['--seed', '-1'], '--seed must be between 0 and 2**63 - 1; got -1'),
+    (['--seed', str(2**63)], f'--seed must be between 0 and 2**63 - 1; got {2**63}'),
+    (['--blobs', '0'], '--blobs must be between 1 and 10,000; got 0'),
+    (['--data', '{d}/huge.npy'], "past float32's largest"),
     (['--init', 'best'], 'invalid choice'),
     (['--data', '{d}/missing.csv'], 'not found'),
     (['--data', '{d}/points.txt'], '.csv or .npy'),
@@ -219,3 +232,345 @@ def test_default_frames_are_600_pixels(tmp_path):
     assert f"the animation's {dpi} dpi" in ' '.join(run('animate', '--help').stdout.split())
     assert main(['animate', '--k', '2', '--n', '100', '--max-iter', '1', '--out', str(tmp_path / 'd.gif')]) == 0
     with Image.open(tmp_path / 'd.gif') as im: assert im.size == (600, 600)
+
+
+# --- the fit command: alone, under torchrun, and what it refuses (issues 17 and 19)
+
+import hashlib, os, socket, stat, time
+import torch
+from kmeans_lessons import cli
+from kmeans_lessons.distributed import distributed_fit
+
+TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone']
+LIMIT = 150   # seconds for a torchrun job on a loaded 2-core machine; a hang fails, it never blocks
+
+
+def digest(path): return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def env_alone():
+    "This environment without torchrun's variables, with one thread a process."
+    env = {k: v for k, v in os.environ.items() if k not in cli.TORCHRUN_ENV + ('LOCAL_RANK',)}
+    return dict(env, OMP_NUM_THREADS='1')
+
+
+@pytest.fixture(scope='module')
+def npy(tmp_path_factory):
+    "A small .npy of 5 blobs in 4-D (1500 points), its one-process fit and its hash."
+    d = tmp_path_factory.mktemp('fit')
+    X, _, _ = sample_blobs(5, 300, 4, seed=7)
+    np.save(d / 'X.npy', X.numpy())
+    return d / 'X.npy', distributed_fit(d / 'X.npy', 5, random_state=0), digest(d / 'X.npy')
+
+
+def test_fit_command_alone(npy, tmp_path, capsys):
+    data, one, h = npy
+    out, lab = tmp_path / 'c.npy', tmp_path / 'l.npy'
+    assert main(['fit', str(data), '--k', '5', '--out', str(out), '--labels', str(lab)]) == 0
+    np.testing.assert_allclose(np.load(out), one['centres'].numpy())
+    assert np.load(lab).dtype == np.int32 and np.array_equal(np.load(lab), one['labels'].numpy())
+    km = KMeans(5, random_state=0).fit(np.load(data))                              # the estimator in memory
+    assert np.array_equal(np.load(lab), km.labels_) and abs(one['inertia'] - km.inertia_) < 1e-3 * km.inertia_
+    assert 'wrote' in capsys.readouterr().out
+    assert sorted(f.name for f in tmp_path.iterdir()) == ['c.npy', 'l.npy']      # no temporary file left
+    assert digest(data) == h
+
+
+def test_fit_command_alone_without_labels(npy, tmp_path, capsys):
+    "The README's command without --labels (it crashed with UnboundLocalError under torchrun: `comm`)."
+    data, one, h = npy
+    out = tmp_path / 'c.npy'
+    assert main(['fit', str(data), '--k', '5', '--out', str(out)]) == 0
+    np.testing.assert_allclose(np.load(out), one['centres'].numpy())
+    assert [f.name for f in tmp_path.iterdir()] == ['c.npy'] and digest(data) == h
+
+
+def test_fit_command_bad_numbers(npy, tmp_path, capsys):
+    data, _, _ = npy
+    for args, msg in [(['--k', '0'], '--k must be >= 1'), (['--k', '2', '--out', 'c.txt'], 'must end in .npy'),
+                      (['--k', '5000'], 'n_clusters=5000'), (['--tol', 'nan'], '--tol must be a number >= 0'),
+                      (['--tol', '-1'], '--tol must be a number >= 0'), (['--timeout', '0'], '--timeout must be > 0'),
+                      (['--seed', '-2'], '--seed must be >= 0'), (['--init-size', '0'], '--init-size must be >= 1')]:
+        argv = ['fit', str(data), '--out', str(tmp_path / 'c.npy')] + (['--k', '5'] if '--k' not in args else []) + args
+        with pytest.raises(SystemExit) as e: main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count('\n') == 1 and msg in err, (args, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def torchrun(nproc, data, out, *extra, script=None):
+    "Start `kmeans-lessons fit` under torchrun with `nproc` processes (not waited for)."
+    prog = [script] if script else ['-m', 'kmeans_lessons.cli']
+    cmd = TORCHRUN + [f'--nproc_per_node={nproc}'] + prog + ['fit', str(data), '--k', '5', '--out', str(out), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_alone())
+
+
+def test_fit_command_under_torchrun_1_2_3_processes(npy, tmp_path):
+    """The four jobs run at once (each pays torch's start-up): 1, 2 and 3 processes without --labels (the 3 through
+    the installed script, as the issue ran it), and 2 with --labels and --verbose. Each gives the one-process fit."""
+    data, one, h = npy
+    jobs = {1: torchrun(1, data, tmp_path / 'c1.npy'), 2: torchrun(2, data, tmp_path / 'c2.npy'),
+            3: torchrun(3, data, tmp_path / 'c3.npy', script=ENTRY),      # None: -m kmeans_lessons.cli
+            'labels': torchrun(2, data, tmp_path / 'cl.npy', '--labels', tmp_path / 'l.npy', '--verbose'),
+            'clobber': torchrun(2, data, tmp_path / 'cx.npy', '--labels', data)}    # refused on every rank
+    deadline = time.monotonic() + LIMIT
+    done = {}
+    try:
+        for name, p in jobs.items(): done[name] = p.communicate(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        for p in jobs.values(): p.kill()
+        pytest.fail(f"a torchrun job hung (> {LIMIT} s)")
+    so, se = done.pop('clobber')
+    assert jobs['clobber'].returncode != 0 and so == '', se[-3000:]
+    ours = [l for l in se.splitlines() if l.startswith('kmeans-lessons fit: ')]
+    assert ours == [f"kmeans-lessons fit: error: --labels {str(data)!r} is the data file; refusing to overwrite it"] * 2, se
+    assert str(Path(cli.__file__).parent) not in se, se[-3000:]          # torchrun's own traceback only, none of ours
+    for name, (so, se) in done.items():
+        assert jobs[name].returncode == 0, (name, se[-3000:])
+        assert so.count('wrote') == 1, (name, so)                                   # rank 0 reports, once
+        assert 'UnboundLocalError' not in se and 'Traceback' not in se, (name, se[-3000:])
+    for name in (1, 2, 3):
+        assert f"on {name} process" in done[name][0], done[name][0]
+        np.testing.assert_allclose(np.load(tmp_path / f'c{name}.npy'), one['centres'].numpy(), rtol=0, atol=1e-4)
+    assert done['labels'][0].count('iteration    1') == 1
+    np.testing.assert_allclose(np.load(tmp_path / 'cl.npy'), one['centres'].numpy(), rtol=0, atol=1e-4)
+    assert np.array_equal(np.load(tmp_path / 'l.npy'), one['labels'].numpy())
+    assert sorted(f.name for f in tmp_path.iterdir()) == ['c1.npy', 'c2.npy', 'c3.npy', 'cl.npy', 'l.npy']
+    assert digest(data) == h
+
+
+def test_world_size_without_torchrun_is_one_line(npy, tmp_path):
+    data, _, h = npy
+    r = subprocess.run([sys.executable, '-m', 'kmeans_lessons.cli', 'fit', str(data), '--k', '5', '--out',
+                        str(tmp_path / 'c.npy')], capture_output=True, text=True, timeout=LIMIT,
+                       env=dict(env_alone(), WORLD_SIZE='2'))
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert 'WORLD_SIZE=2' in r.stderr and 'RANK, MASTER_ADDR and MASTER_PORT are not' in r.stderr, r.stderr
+    assert 'torchrun' in r.stderr and list(tmp_path.iterdir()) == [] and digest(data) == h
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_processes_that_never_meet_are_one_line(npy, tmp_path):
+    "Rank 0 of 2, whose partner never comes: a one-line error after --timeout, not a rendezvous traceback."
+    data, _, _ = npy
+    env = dict(env_alone(), WORLD_SIZE='2', RANK='0', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+    r = subprocess.run([sys.executable, '-m', 'kmeans_lessons.cli', 'fit', str(data), '--k', '5', '--out',
+                        str(tmp_path / 'c.npy'), '--timeout', '1'], capture_output=True, text=True, timeout=LIMIT, env=env)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+    assert r.stderr.splitlines()[-1].startswith('kmeans-lessons fit: error: the 2 processes did not meet at 127.0.0.1')
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('torchrun_env,msg', [
+    (dict(WORLD_SIZE='two'), "WORLD_SIZE='two' in the environment is not a number"),
+    (dict(WORLD_SIZE='0'), 'WORLD_SIZE=0 in the environment must be >= 1'),
+    (dict(WORLD_SIZE='3', RANK='3', MASTER_ADDR='h', MASTER_PORT='1'), 'RANK=3 is not in 0..2'),
+    (dict(WORLD_SIZE='3', RANK='x', MASTER_ADDR='h', MASTER_PORT='1'), "RANK='x' in the environment is not a number"),
+    (dict(WORLD_SIZE='2', RANK='1'), 'MASTER_ADDR and MASTER_PORT are not'),
+])
+def test_torchrun_environment_is_checked(torchrun_env, msg, capsys):
+    p = cli._Parser(prog='kmeans-lessons fit')
+    with pytest.raises(SystemExit) as e: cli._world(p, torchrun_env)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and msg in err, err
+    assert cli._world(p, {}) == (0, 1) and cli._world(p, dict(WORLD_SIZE='1')) == (0, 1)
+    assert cli._world(p, dict(WORLD_SIZE='4', RANK='2', MASTER_ADDR='h', MASTER_PORT='1')) == (2, 4)
+
+
+@pytest.mark.parametrize('device,msg', [
+    ('tpu', "device must be 'cpu', 'cuda'"), ('meta', 'meta device hold no data'), ('META:0', 'meta device hold no data'),
+    ('cuda:99', 'cuda'), ('gpu', "device must be 'cpu', 'cuda'"), ('', "device must be")])
+def test_fit_device_that_does_not_exist_or_holds_no_data(device, msg, npy, tmp_path, capsys, monkeypatch):
+    data, _, h = npy
+    monkeypatch.setattr(cli, 'distributed_fit', lambda *a, **k: pytest.fail("the fit ran"))
+    with pytest.raises(SystemExit) as e:
+        main(['fit', str(data), '--k', '5', '--out', str(tmp_path / 'c.npy'), '--device', device])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and f"--device {device!r}" in err and msg in err, err
+    assert list(tmp_path.iterdir()) == [] and digest(data) == h
+
+
+# --- outputs never clobber inputs: refused with one line before any work; the data file checked by hash
+
+def unwritable_dir(tmp_path):
+    "A folder no file can be made in: a read-only one, or, for root (who may write anywhere), /proc."
+    if os.geteuid() == 0:
+        if not Path('/proc/self').exists(): pytest.skip("root without /proc: no folder root cannot write")
+        return Path('/proc')
+    d = tmp_path / 'ro'
+    d.mkdir()
+    d.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    return d
+
+
+CLOBBER = [   # (extra arguments, what the message says); {d}: the data's folder, {t}: a fresh folder
+    (['--labels', '{d}/X.npy'], "--labels '{d}/X.npy' is the data file"),
+    (['--out', '{d}/X.npy'], "--out '{d}/X.npy' is the data file"),
+    (['--out', '{d}/./sub/../X.npy'], 'is the data file'),                      # another spelling
+    (['--labels', '{d}/hard.npy'], "--labels '{d}/hard.npy' is the data file"),  # a hard link: the same inode
+    (['--out', '{d}/soft.npy'], 'is the data file'),                            # a symbolic link to it
+    (['--out', '{t}/c.npy', '--labels', '{t}/c.npy'], '--labels and --out are the same file'),
+    (['--out', '{t}/c.npy', '--labels', '{t}/./c.npy'], '--labels and --out are the same file'),
+    (['--out', '{t}/dir.npy'], 'is a directory'),
+    (['--out', '{t}/c.npy', '--labels', '{t}/dir.npy'], 'is a directory'),
+    (['--out', '{t}/no/such/c.npy'], '--out directory does not exist'),
+    (['--out', '{u}/c.npy'], 'cannot be written'),
+    (['--out', '{t}/c.npy', '--labels', '{u}/l.npy'], '--labels'),
+]
+
+
+@pytest.fixture
+def links(npy):
+    data = npy[0]
+    d = data.parent
+    (d / 'sub').mkdir(exist_ok=True)
+    for name, make in [('hard.npy', os.link), ('soft.npy', os.symlink)]:
+        if not (d / name).exists(): make(data, d / name)
+    return d
+
+
+@pytest.mark.parametrize('args,msg', CLOBBER, ids=[' '.join(a) for a, _ in CLOBBER])
+def test_fit_outputs_never_clobber_inputs(args, msg, npy, links, tmp_path, capsys, monkeypatch):
+    data, _, h = npy
+    t = tmp_path / 'out'
+    t.mkdir(); (t / 'dir.npy').mkdir()
+    u = unwritable_dir(tmp_path) if any('{u}' in a for a in args) else None
+    fmt = lambda s: s.format(d=links, t=t, u=u)
+    monkeypatch.setattr(cli, 'distributed_fit', lambda *a, **k: pytest.fail("the fit ran before the refusal"))
+    argv = ['fit', str(data), '--k', '5'] + ([] if '--out' in args else ['--out', str(t / 'c.npy')])
+    with pytest.raises(SystemExit) as e: main(argv + [fmt(a) for a in args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and err.startswith('kmeans-lessons fit: error: '), err
+    assert fmt(msg) in err, err
+    assert digest(data) == h
+    assert sorted(f.name for f in t.iterdir()) == ['dir.npy']                     # nothing written
+
+
+def test_the_same_refusals_in_a_subprocess(npy, links, tmp_path):
+    "As a user sees it: exit status 2, one line, no traceback, the data file unchanged."
+    data, _, h = npy
+    r = run('fit', data, '--k', 5, '--out', tmp_path / 'c.npy', '--labels', links / 'hard.npy', entry=ENTRY is not None)
+    assert r.returncode == 2 and r.stdout == '' and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert 'is the data file' in r.stderr
+    assert digest(data) == h and list(tmp_path.iterdir()) == []
+
+
+def test_animate_out_never_clobbers_its_data(tmp_path, capsys):
+    X, _, _ = sample_blobs(2, 30, seed=2)
+    np.save(tmp_path / 'p.npy', X.numpy())
+    h = digest(tmp_path / 'p.npy')
+    os.link(tmp_path / 'p.npy', tmp_path / 'p.gif')                  # a .gif name for the data file
+    (tmp_path / 'dir.gif').mkdir()
+    for out, msg in [('p.gif', "--out '{t}/p.gif' is the data file"), ('dir.gif', 'is a directory')]:
+        with pytest.raises(SystemExit) as e:
+            main(['animate', '--data', str(tmp_path / 'p.npy'), '--k', '2', '--out', str(tmp_path / out)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count('\n') == 1 and msg.format(t=tmp_path) in err, err
+    assert digest(tmp_path / 'p.npy') == h
+    u = unwritable_dir(tmp_path)
+    with pytest.raises(SystemExit) as e: main(['animate', '--k', '2', '--out', str(u / 'x.gif')])
+    assert e.value.code == 2 and 'cannot be written' in capsys.readouterr().err
+
+
+# --- outputs appear whole or not at all
+
+def test_interrupted_centres_write_leaves_the_old_file(npy, tmp_path, monkeypatch, capsys):
+    data, _, h = npy
+    out = tmp_path / 'c.npy'
+    np.save(out, np.zeros(3))
+    old = digest(out)
+    def half_then_interrupt(path, a):
+        Path(path).write_bytes(b'\x93NUMPY half a file')
+        raise KeyboardInterrupt                                        # Ctrl+C in the middle of the write
+    monkeypatch.setattr(np, 'save', half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt): main(['fit', str(data), '--k', '5', '--out', str(out)])
+    assert digest(out) == old and [f.name for f in tmp_path.iterdir()] == ['c.npy'] and digest(data) == h
+
+
+def test_interrupted_labels_write_leaves_the_old_file(npy, tmp_path, monkeypatch):
+    data, one, h = npy
+    out, lab = tmp_path / 'c.npy', tmp_path / 'l.npy'
+    np.save(lab, np.arange(4))
+    old = digest(lab)
+    class Labels:      # what the fit returns, failing while the labels file is being filled
+        def cpu(self): raise KeyboardInterrupt
+    fit = cli.distributed_fit
+    monkeypatch.setattr(cli, 'distributed_fit', lambda *a, **k: dict(fit(*a, **k), labels=Labels()))
+    with pytest.raises(KeyboardInterrupt):
+        main(['fit', str(data), '--k', '5', '--out', str(out), '--labels', str(lab)])
+    assert digest(lab) == old and [f.name for f in tmp_path.iterdir()] == ['l.npy']  # no centres either: labels first
+    assert digest(data) == h
+
+
+def test_interrupted_animation_leaves_the_old_file(tmp_path, monkeypatch):
+    import kmeans_lessons.animation as A
+    out = tmp_path / 'a.gif'
+    out.write_bytes(b'GIF89a the old animation')
+    def half_then_interrupt(anim, path, *a, **kw):
+        Path(path).write_bytes(b'GIF89a half')
+        raise KeyboardInterrupt
+    monkeypatch.setattr(A, 'save_animation', half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        main(['animate', '--k', '2', '--n', '100', '--max-iter', '1', '--dpi', '20', '--out', str(out)])
+    assert out.read_bytes() == b'GIF89a the old animation' and [f.name for f in tmp_path.iterdir()] == ['a.gif']
+
+
+def test_replacing_writes_beside_the_target_then_renames(tmp_path):
+    with cli._replacing(tmp_path / 'c.npy') as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == '.npy' and tmp.name.startswith('.c.')
+        np.save(tmp, np.arange(3))
+        assert not (tmp_path / 'c.npy').exists()                    # nothing at the target until the rename
+    assert np.array_equal(np.load(tmp_path / 'c.npy'), np.arange(3)) and not tmp.exists()
+
+
+# --- no NaN result reported as a success; warnings are one line
+
+def test_overflowing_data_is_an_error_not_inertia_nan(tmp_path):
+    X, _, _ = sample_blobs(3, 100, seed=0)
+    np.save(tmp_path / 'big.npy', X.numpy() * 1e30)                 # finite float32; its squares overflow
+    h = digest(tmp_path / 'big.npy')
+    for argv in (['fit', tmp_path / 'big.npy', '--k', 3, '--out', tmp_path / 'c.npy'],
+                 ['animate', '--data', tmp_path / 'big.npy', '--k', 3, '--dpi', 20, '--out', tmp_path / 'a.gif']):
+        r = run(*argv)
+        *warned, last = r.stderr.splitlines()                  # (the estimator may warn first: one line each)
+        assert r.returncode == 2 and 'error:' in last and 'scal' in last, r.stderr
+        assert all(': warning: ' in w for w in warned) and 'Traceback' not in r.stderr and 'nan' not in r.stdout
+    assert [f.name for f in tmp_path.iterdir()] == ['big.npy'] and digest(tmp_path / 'big.npy') == h
+
+
+@pytest.mark.parametrize('inertia', [float('nan'), float('inf')])
+def test_non_finite_inertia_is_the_last_line_of_defence(inertia, npy, tmp_path, monkeypatch, capsys):
+    "Whatever the package's own checks let through, a non-finite inertia is exit code 2, and nothing is written."
+    data, _, h = npy
+    fit = cli.distributed_fit
+    monkeypatch.setattr(cli, 'distributed_fit', lambda *a, **k: dict(fit(*a, **k), inertia=inertia))
+    with pytest.raises(SystemExit) as e: main(['fit', str(data), '--k', '5', '--out', str(tmp_path / 'c.npy')])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and f"inertia {inertia}" in err and 'scale the data' in err, err
+    assert list(tmp_path.iterdir()) == [] and digest(data) == h
+
+
+def test_warnings_are_one_line(tmp_path):
+    np.save(tmp_path / 'dup.npy', np.repeat([[0.0, 0.0], [5.0, 5.0]], 20, axis=0))    # 2 distinct points, k = 3
+    r = run('animate', '--data', tmp_path / 'dup.npy', '--k', 3, '--dpi', 20, '--max-iter', 2, '--out', tmp_path / 'a.gif')
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines and all(l.startswith('kmeans-lessons animate: warning: ') for l in lines), r.stderr
+    assert 'distinct' in r.stderr and 'warnings.warn' not in r.stderr and '.py:' not in r.stderr, r.stderr
+
+
+def test_python_m_distributed_is_gone_and_cli_has_both_commands():
+    "One command line: `kmeans_lessons.cli` holds `animate` and `fit`; `distributed` no longer parses arguments."
+    import kmeans_lessons.distributed as D
+    assert not hasattr(D, 'fit_command') and not hasattr(D, 'main')
+    assert list(cli.COMMANDS) == ['animate', 'fit']
+
+def test_fit_help(capsys):
+    with pytest.raises(SystemExit) as e: main(['fit', '--help'])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and '--labels' in out and 'torchrun' in out

@@ -1,17 +1,20 @@
-"""The lessons read as a course (issue 11): short code lines, small cells on the teaching path, no references a
-student cannot follow. Each rule is checked on the committed notebooks, so a change that breaks it fails here."""
+"""The lessons read as a course (issues 11 and 20): short code lines, small cells on the teaching path, the machinery
+after the lesson, no references a student cannot follow. Each rule is checked on the committed notebooks, so a change
+that breaks it fails here, and each rule is shown to fail on a bad synthetic notebook."""
 import ast, json, re
 from pathlib import Path
 import pytest
 
 NBS = Path(__file__).resolve().parent.parent / 'nbs'
 LESSONS = sorted(p for p in NBS.glob('*.ipynb') if re.match(r'(0\d|1[01])[a-z]?_', p.name))   # 00 .. 11
-EARLY = [p for p in LESSONS if re.match(r'0[0-5][a-z]?_', p.name)]                            # 00 .. 05b
-MAX_LINE, MAX_CELL = 99, 40
+MAX_LINE, MAX_CELL = 99, 25
+# Lessons not yet reworked for issue 20: the two rules below (cells of at most MAX_CELL lines on the teaching path,
+# 'Under the hood' after the last teaching section) skip them. Remove a lesson from here once it passes.
+PENDING = {'05b_bounds', '11_scaling'}
 
 
 def cells(path):
-    return json.loads(path.read_text())['cells']
+    return json.loads(Path(path).read_text())['cells']
 
 
 def src(cell): return ''.join(cell['source'])
@@ -47,15 +50,82 @@ def test_lesson_code_lines_are_under_100_characters(path):
     assert not long, f"{path.name}: {len(long)} code line(s) of 100+ characters (cell, length, start): {long[:5]}"
 
 
-@pytest.mark.parametrize('path', EARLY, ids=lambda p: p.stem)
+def big_teaching_cells(path):
+    "(lines, first two lines) of each teaching-path code cell over MAX_CELL lines."
+    return [(len(src(c).splitlines()), src(c).splitlines()[:2]) for c in teaching_path(path)
+            if len(src(c).splitlines()) > MAX_CELL]
+
+
+def headings(path):
+    "The '#' and '##' headings of a notebook's markdown cells, in order."
+    return [line for c in cells(path) if c['cell_type'] == 'markdown'
+            for line in src(c).splitlines() if re.match(r'#{1,2} ', line)]
+
+
+def is_hood(heading): return 'under the hood' in heading.lower()
+
+
+def sections_after_the_hood(path):
+    "The '##' sections that follow a lesson's first 'Under the hood' section but are neither one nor 'Your turn'."
+    hs = headings(path)
+    first = next((i for i, h in enumerate(hs) if is_hood(h)), len(hs))
+    return [h for h in hs[first + 1:] if not is_hood(h) and h.strip().lower() != '## your turn']
+
+
+def skip_pending(path):
+    if path.stem in PENDING: pytest.skip('issue 20: not reworked yet')
+
+
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.stem)
 def test_teaching_path_cells_are_small(path):
-    big = [(len(src(c).splitlines()), src(c).splitlines()[:2]) for c in teaching_path(path)
-           if len(src(c).splitlines()) > MAX_CELL]
+    skip_pending(path)
+    big = big_teaching_cells(path)
     assert not big, f"{path.name}: code cells over {MAX_CELL} lines on the teaching path: {big}"
 
 
+@pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.stem)
+def test_under_the_hood_comes_after_the_lesson(path):
+    "Run All, then read from the top: the lesson first; only 'Your turn' may follow 'Under the hood'."
+    skip_pending(path)
+    late = sections_after_the_hood(path)
+    assert not late, f"{path.name}: teaching sections after 'Under the hood': {late}"
+
+
+def test_pending_lessons_exist_and_still_fail():
+    """PENDING names real lessons (a typo would skip nothing), 00-05 are not among them, and each still breaks a
+    rule: a lesson that passes both must leave PENDING, so that the rules guard it from then on."""
+    assert PENDING <= {p.stem for p in LESSONS}, PENDING - {p.stem for p in LESSONS}
+    assert not PENDING & {p.stem for p in LESSONS if re.match(r'0[0-5]_', p.name)}   # 00-05 are done
+    done = [s for s in sorted(PENDING)
+            if not big_teaching_cells(NBS / f'{s}.ipynb') and not sections_after_the_hood(NBS / f'{s}.ipynb')]
+    assert not done, f"{done} pass both issue-20 rules now: remove them from PENDING"
+
+
+def _notebook(tmp_path, *parts):
+    "A synthetic notebook: strings starting with '#' are markdown cells, others code cells."
+    nb = {'cells': [{'cell_type': 'markdown' if p.startswith('#') else 'code', 'metadata': {},
+                     'source': p} for p in parts]}
+    path = tmp_path / 'lesson.ipynb'
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def test_the_rules_fail_on_a_bad_notebook(tmp_path):
+    long = '\n'.join(f'x{i} = {i}' for i in range(MAX_CELL + 1))
+    short = 'x = 1'
+    bad = _notebook(tmp_path, '# A lesson', '## Teaching', long, '## Under the hood', long,
+                    '## More teaching', short, '## Your turn', short)
+    assert [n for n, _ in big_teaching_cells(bad)] == [MAX_CELL + 1]   # the teaching one; the hood's is skipped
+    assert sections_after_the_hood(bad) == ['## More teaching']
+    good = _notebook(tmp_path, '# A lesson', '## Teaching', short, '## Under the hood: a', long,
+                     '### a detail', short, '## Under the hood: b', long, '## Your turn', short)
+    assert big_teaching_cells(good) == [] and sections_after_the_hood(good) == []
+    no_hood = _notebook(tmp_path, '# A lesson', '## Teaching', long[:40], '## Your turn', short)
+    assert sections_after_the_hood(no_hood) == [] and big_teaching_cells(no_hood) == []
+
+
 def test_teaching_path_helper_sees_under_the_hood():
-    "The rule above can fail: 04's 'Under the hood' section holds a cell over 40 lines, which it skips."
+    "The cell-size rule skips 'Under the hood': 04's holds a cell over MAX_CELL lines, which it does not count."
     p = NBS / '04_kmeans.ipynb'
     every = [c for c in cells(p) if c['cell_type'] == 'code']
     path = list(teaching_path(p))

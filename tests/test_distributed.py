@@ -10,7 +10,7 @@ import torch
 
 from kmeans_lessons.estimators import KMeans
 from kmeans_lessons.data import sample_blobs
-from kmeans_lessons.distributed import distributed_fit, distributed_lloyd, main as fit_main
+from kmeans_lessons.distributed import distributed_fit, distributed_lloyd
 from kmeans_lessons.streaming import Rows
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -234,35 +234,4 @@ def test_rows_never_copy_or_change_the_callers_data():
     assert Rows(a).data.data_ptr() == a.__array_interface__['data'][0]   # wrapped, not copied
 
 
-# ---------------------------------------------------------------- the fit command
-
-def test_fit_command_alone(tmp_path, capsys):
-    X, _, _ = sample_blobs(4, 100, 3, seed=6)
-    np.save(tmp_path / 'X.npy', X.numpy())
-    out, lab = tmp_path / 'c.npy', tmp_path / 'l.npy'
-    assert fit_main(['fit', str(tmp_path / 'X.npy'), '--k', '4', '--out', str(out), '--labels', str(lab)]) == 0
-    km = KMeans(4, random_state=0).fit(X)
-    r = distributed_fit(tmp_path / 'X.npy', 4, random_state=0)
-    np.testing.assert_allclose(np.load(out), r['centres'].numpy())
-    assert np.array_equal(np.load(lab), r['labels'].numpy()) and abs(r['inertia'] - km.inertia_) < 1e-3 * km.inertia_
-    assert 'wrote' in capsys.readouterr().out
-    for args, msg in [(['--k', '0'], '--k must be >= 1'), (['--k', '2', '--out', 'c.txt'], 'must end in .npy'),
-                      (['--k', '500'], 'n_clusters=500')]:
-        argv = ['fit', str(tmp_path / 'X.npy'), '--out', str(out)] + args
-        with pytest.raises(SystemExit) as e: fit_main(argv)
-        assert e.value.code == 2 and msg in capsys.readouterr().err
-
-
-def test_fit_command_under_torchrun(tmp_path):
-    X, _, _ = sample_blobs(5, 300, 4, seed=7)
-    np.save(tmp_path / 'X.npy', X.numpy())
-    out, lab = tmp_path / 'c.npy', tmp_path / 'l.npy'
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-           '-m', 'kmeans_lessons.distributed', 'fit', str(tmp_path / 'X.npy'), '--k', '5', '--out', str(out),
-           '--labels', str(lab), '--verbose']
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=LIMIT, env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count('wrote') == 1 and r.stdout.count('iteration    1') == 1     # rank 0 reports, once
-    one = distributed_fit(tmp_path / 'X.npy', 5, random_state=0)              # the same job in one process
-    np.testing.assert_allclose(np.load(out), one['centres'].numpy(), rtol=0, atol=1e-4)
-    assert np.array_equal(np.load(lab), one['labels'].numpy())
+# the fit command (`kmeans-lessons fit`, alone and under torchrun): tests/test_cli.py

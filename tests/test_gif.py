@@ -20,7 +20,7 @@ def gif_frames(path):
 
 def test_gif_frames_follow_the_history(tmp_path):
     X, _, _ = sample_blobs(6, 250, seed=42)
-    km = KMeans(6, init=X[:6], max_iter=50).fit(X)          # a bad start: many iterations of movement
+    km = KMeans(6, init=X[:6], max_iter=50, keep_history=True).fit(X)   # a bad start: many iterations of movement
     assert km.n_iter_ >= 8
     path = save_animation(animate_kmeans(X, km, dpi=40), tmp_path / 'c.gif', fps=5)
     frames, durations = gif_frames(path)
@@ -40,3 +40,17 @@ def test_gif_of_moving_points(tmp_path):
     frames, _ = gif_frames(save_animation(animate_points(steps, labels, dpi=40), tmp_path / 'p.gif'))
     assert len(frames) == 3
     assert all(np.abs(a - b).sum() > 0 for a, b in zip(frames, frames[1:]))
+
+
+def test_a_model_without_history_gets_a_clear_error():
+    "KMeans keeps no history unless asked (keep_history=False, or no history_ at all): animate_kmeans says how to fix it."
+    import pytest
+    X, _, _ = sample_blobs(3, 50, seed=0)
+    no_history = KMeans(3, random_state=0, keep_history=False).fit(X)
+    bare = KMeans(3, random_state=0, keep_history=True).fit(X)
+    del bare.history_                                             # a fitted model that has no history_ at all
+    for km in (no_history, bare):
+        with pytest.raises(ValueError, match=r"kept no history to animate.*keep_history=True"): animate_kmeans(X, km)
+    with pytest.raises(ValueError, match='not fitted'): animate_kmeans(X, KMeans(3))
+    with_history = KMeans(3, random_state=0, keep_history=True).fit(X)
+    assert animate_kmeans(X, with_history, dpi=20).n_frames == with_history.n_iter_ + 1

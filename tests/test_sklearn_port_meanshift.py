@@ -9,7 +9,8 @@ Adapted (ported, with the difference named in the test):
   kernel (cluster counts, orphans, ties, all-orphan seeds) use SK; the others run with both kernels.
 - test_estimate_bandwidth_1sample: our estimate_bandwidth returns a Python float (scikit-learn: a NumPy float64);
   the test checks `isinstance(bandwidth, float)`, which a NumPy float64 also passes.
-- test_parallel: there is no `n_jobs` (torch runs its own threads); the test compares 1 and 2 torch threads.
+- test_parallel: `n_jobs=2` is accepted and has no effect (torch runs its own threads), so the test also runs the
+  two fits on 2 and on 1 torch threads.
 - test_meanshift_all_orphans: the message is scikit-learn's own ("No point was within bandwidth=0.1 of any seed");
   only the flat and triangular kernels can have all seeds see no point (the Gaussian sees every point).
 """
@@ -89,7 +90,7 @@ def test_mean_shift(global_dtype, bandwidth, cluster_all, expected, first_cluste
 @pytest.mark.parametrize("global_dtype", DTYPES)
 @pytest.mark.parametrize("kw", KERNELS, ids=['gaussian', 'flat'])
 def test_parallel(global_dtype, kw):
-    # Adapted: no n_jobs; one torch thread against two.
+    # Adapted: n_jobs has no effect here; the fits also run on two torch threads and on one.
     centers = np.array([[1, 1], [-1, -1], [1, -1]]) + 10
     X, _ = make_blobs(n_samples=50, n_features=2, centers=centers, cluster_std=0.4, shuffle=True, random_state=42)
 
@@ -98,7 +99,7 @@ def test_parallel(global_dtype, kw):
     n = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        ms1 = _MeanShift(**kw)
+        ms1 = _MeanShift(n_jobs=2, **kw)
         ms1.fit(X)
 
         torch.set_num_threads(1)
