@@ -4,6 +4,8 @@ torch k-means, on the same data and the same initial centroids, in one process.
     python benchmarks/bench_kmeans.py            # the CPU table (a few minutes on 2 cores)
     python benchmarks/bench_kmeans.py --quick    # smaller repeats
     python benchmarks/bench_kmeans.py --growth   # also: time and memory as N grows (D=4, K=200)
+    python benchmarks/bench_kmeans.py --estep    # only: one Lloyd iteration (E-step + sums), kernels.lloyd_pass
+                                                 # against the torch path, scikit-learn and faiss, N=1e5 grid
 
 Per-iteration time is measured by differencing: (t(m2 iterations) - t(m1 iterations)) / (m2 - m1), so set-up,
 validation and the final assignment cancel out. Each number is the median of several runs, interleaved.
@@ -89,15 +91,74 @@ print(base, peak_memory_mb())
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])
 
+def estep_runners(X, init):
+    "One Lloyd iteration (nearest centre + the M-step's sums) for each implementation, as a function of no arguments."
+    from threadpoolctl import threadpool_limits
+    from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense
+    from kmeans_lessons.kernels import lloyd_pass
+    from kmeans_lessons.assignment import assign
+    from kmeans_lessons.update import cluster_means
+    Xt, Ct, k = torch.from_numpy(X), torch.from_numpy(init), len(init)
+    sw, cn, wic = np.ones(len(X), X.dtype), np.empty_like(init), np.empty(k, X.dtype)
+    lab, shift, nt = np.empty(len(X), np.int32), np.empty(k, X.dtype), torch.get_num_threads()
+    def sklearn_iter():          # what KMeans(algorithm='lloyd').fit runs per iteration, BLAS limited as it does
+        with threadpool_limits(1, user_api='blas'):
+            lloyd_iter_chunked_dense(X, sw, init, cn, wic, lab, shift, nt, True)
+    return {'kernel': lambda: lloyd_pass(Xt, Ct),
+            'torch path': lambda: cluster_means(Xt, assign(Xt, Ct)[0], k),
+            'scikit-learn': sklearn_iter}
+
+def compile_cost():
+    "Seconds for the first lloyd_pass in a fresh process: with an empty kernel cache (build), then with it cached."
+    import tempfile
+    code = ("import time, torch; t = time.perf_counter(); from kmeans_lessons.kernels import lloyd_pass; "
+            "lloyd_pass(torch.randn(1000, 4), torch.randn(10, 4)); print(time.perf_counter() - t)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, KMEANS_LESSONS_CACHE=cache)
+        run = lambda: float(subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                                           check=True).stdout.split()[-1])
+        return run(), run()
+
+def main_estep(reps):
+    from kmeans_lessons import kernels
+    first, cached = compile_cost()
+    print(f"lloyd_pass, first call in a fresh process (import + first pass): {first:.2f} s with an empty cache "
+          f"(compiles), {cached:.2f} s with the library cached; kernel available: {kernels.kernel_available()}")
+    print("\nOne Lloyd iteration (E-step + sums), N=1e5, float32, normal data, same centres for all; ms (median of "
+          f"{reps} interleaved repeats); faiss: faiss.Kmeans per iteration by differencing 3 and 1 iterations\n")
+    print("| D | k | path | kernel | torch path | scikit-learn | faiss | kernel / sklearn | kernel / faiss "
+          "| torch / sklearn |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for D in (2, 4, 16, 64, 128):
+        for k in (8, 100, 1000):
+            rng = np.random.default_rng(D * 1000 + k)
+            X = rng.standard_normal((100_000, D)).astype(np.float32)
+            init = X[rng.choice(len(X), k, replace=False)].copy()
+            fns = estep_runners(X, init)
+            fa1, fa3 = run_faiss(X, init, 1), run_faiss(X, init, 3)
+            for f in fns.values(): f()                                       # warm-up
+            fa1()
+            res = {name: [] for name in [*fns, 'faiss']}
+            for _ in range(reps):
+                for name, f in fns.items(): res[name].append(timed(f) * 1e3)
+                res['faiss'].append((timed(fa3) - timed(fa1)) / 2 * 1e3)
+            r = {name: med(v) for name, v in res.items()}
+            path = kernels._auto(len(X), D, k, torch.float32)
+            print(f"| {D} | {k} | {path} | {r['kernel']:.1f} | {r['torch path']:.1f} | {r['scikit-learn']:.1f} "
+                  f"| {r['faiss']:.1f} | {r['kernel'] / r['scikit-learn']:.2f} | {r['kernel'] / r['faiss']:.2f} "
+                  f"| {r['torch path'] / r['scikit-learn']:.2f} |", flush=True)
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--quick', action='store_true')
     ap.add_argument('--growth', action='store_true')
+    ap.add_argument('--estep', action='store_true')
     args = ap.parse_args()
     reps = 3 if args.quick else 5
     import sklearn, faiss
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}, "
-          f"faiss {faiss.__version__}, {os.cpu_count()} CPUs")
+          f"faiss {faiss.__version__}, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+    if args.estep: return main_estep(reps)
     print("\nCPU, float32, same data and init for all; ms per Lloyd iteration (median):\n")
     print(f"| shape | kmeans_lessons | scikit-learn | faiss | naive torch | ours / sklearn | ours / faiss |")
     print(f"|---|---|---|---|---|---|---|")

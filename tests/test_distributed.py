@@ -109,7 +109,7 @@ def test_kmeans_fit_streams_a_memmap_or_a_path(tmp_path):
     ref = KMeans(K, random_state=3).fit(X)
     for src in (np.load(tmp_path / 'X.npy', mmap_mode='r'), tmp_path / 'X.npy', str(tmp_path / 'X.npy')):
         km = KMeans(K, random_state=3).fit(src)
-        assert isinstance(km.labels_, np.ndarray) and km.labels_.dtype == np.int64
+        assert isinstance(km.labels_, np.ndarray) and km.labels_.dtype == np.int32     # scikit-learn's dtype
         assert isinstance(km.cluster_centers_, np.ndarray) and km.cluster_centers_.dtype == np.float32
         assert np.array_equal(km.labels_, ref.labels_) and km.n_iter_ == ref.n_iter_
         np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=0, atol=1e-4)

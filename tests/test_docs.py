@@ -8,14 +8,23 @@ from nbconvert import HTMLExporter
 
 NBS = Path(__file__).resolve().parent.parent / 'nbs'
 NOTEBOOKS = sorted(NBS.glob('*.ipynb'))
-WITH_FIGURES = {'00_data', '02_assignment', '04_kmeans', '06_animation', '07_meanshift', '08_distances', '09_real_data'}
+WITH_FIGURES = {'00_data', '02_assignment', '04_kmeans', '05b_bounds', '06_animation', '07_meanshift', '08_distances',
+                '09_real_data', '11_scaling'}
+LESSONS = ('00_data', '01_distances', '02_assignment', '03_update', '04_kmeans', '05_gpu', '05b_bounds', '06_animation',
+           '07_meanshift', '08_distances', '09_real_data', '10_cli', '11_scaling')
+UNDER_THE_HOOD = ('90_validation', '91_estimators', '92_exercises', '93_streaming')
 
 
 def test_all_lessons_present():
     names = [p.stem for p in NOTEBOOKS]
-    for n in ('index', '00_data', '01_distances', '02_assignment', '03_update', '04_kmeans', '05_gpu',
-              '06_animation', '07_meanshift', '08_distances', '09_real_data', '10_cli'):
-        assert n in names
+    for n in ('index',) + LESSONS + UNDER_THE_HOOD:
+        assert n in names, n
+    # the course table on the front page lists every lesson, and only lessons that exist
+    index = nbformat.read(NBS / 'index.ipynb', as_version=4)
+    text = '\n'.join(c.source for c in index.cells if c.cell_type == 'markdown')
+    table = re.findall(r'^\| `(\d\d[a-z]?_[a-z_]+)` \|', text, flags=re.M)
+    assert sorted(table) == sorted(LESSONS), table
+    assert sorted(n for n in names if re.match(r'\d\d[a-z]?_', n) and n not in UNDER_THE_HOOD) == sorted(LESSONS)
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.stem)

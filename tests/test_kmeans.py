@@ -45,7 +45,7 @@ def test_tol_scaled_by_mean_variance_like_sklearn():
 
 def test_max_iter_respected_and_history_lengths():
     X = make_blobs(2000, 2, centers=10, random_state=0)[0]
-    km = KMeans(10, init='forgy', n_init=1, max_iter=3, tol=0, random_state=0).fit(X)
+    km = KMeans(10, init='forgy', n_init=1, max_iter=3, tol=0, random_state=0, keep_history=True).fit(X)
     assert km.n_iter_ == 3 and len(km.history_) == 4 and len(km.inertia_history_) == 4
     assert km.inertia_history_[-1] == pytest.approx(km.inertia_)
     assert all(a >= b - 1e-9 * a for a, b in zip(km.inertia_history_, km.inertia_history_[1:]))
@@ -72,8 +72,8 @@ def test_seed_reproducible_and_inits():
     for init in ('k-means++', 'forgy', 'random-partition'):
         a, b = KMeans(5, init=init, random_state=11).fit(X), KMeans(5, init=init, random_state=11).fit(X)
         assert torch.equal(a.cluster_centers_, b.cluster_centers_) and torch.equal(a.labels_, b.labels_)
-    c1 = KMeans(5, init='forgy', n_init=1, random_state=1).fit(X).history_[0]
-    c2 = KMeans(5, init='forgy', n_init=1, random_state=2).fit(X).history_[0]
+    c1 = KMeans(5, init='forgy', n_init=1, random_state=1, keep_history=True).fit(X).history_[0]   # the starts
+    c2 = KMeans(5, init='forgy', n_init=1, random_state=2, keep_history=True).fit(X).history_[0]
     assert not torch.equal(c1, c2)
 
 
@@ -278,7 +278,7 @@ def test_float32_far_from_origin_matches_float64(offset):
     X = torch.from_numpy(make_blobs(1500, 2, centers=6, cluster_std=2.0, random_state=0)[0]) + offset
     init = X[torch.arange(0, 1500, 250)]
     ref = KMeans(6, init=init, tol=0).fit(X)
-    f32 = KMeans(6, init=init.float(), tol=0).fit(X.float())
+    f32 = KMeans(6, init=init.float(), tol=0, keep_history=True).fit(X.float())
     assert torch.equal(ref.labels_, f32.labels_)          # (the float32 start is rounded, so n_iter_ may differ by one)
     torch.testing.assert_close(f32.cluster_centers_, ref.cluster_centers_.float(), rtol=0, atol=offset * 1e-6)
     assert f32.history_[0].sub(init.float()).abs().max() <= offset * 1e-6     # history is in the caller's coordinates

@@ -1,11 +1,11 @@
 """kmeans_lessons' estimators in scikit-learn's tools: check_estimator, clone, Pipeline, GridSearchCV, pickle,
 and the names and semantics of scikit-learn's own KMeans (issue 10)."""
-import pickle, subprocess, sys
+import pickle, subprocess, sys, warnings
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.cluster import KMeans as SKMeans, kmeans_plusplus as sk_kmeans_plusplus
+from sklearn.cluster import KMeans as SKMeans, MiniBatchKMeans as SKMiniBatchKMeans, kmeans_plusplus as sk_kmeans_plusplus
 from sklearn.datasets import make_blobs
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -50,8 +50,14 @@ def test_pipeline_clone_grid_search_pickle(blobs):
 def test_output_follows_input(blobs):
     Xt = torch.from_numpy(blobs)
     kn, kt = KMeans(4, random_state=0).fit(blobs), KMeans(4, random_state=0).fit(Xt)
-    assert isinstance(kn.labels_, np.ndarray) and kn.labels_.dtype == np.int64
-    assert torch.is_tensor(kt.labels_) and kt.cluster_centers_.device == Xt.device
+    sk = SKMeans(4, random_state=0).fit(blobs)
+    # NumPy labels have scikit-learn's dtype (int32) from labels_, predict and fit_predict alike
+    assert isinstance(kn.labels_, np.ndarray) and kn.labels_.dtype == sk.labels_.dtype == np.int32
+    assert kn.predict(blobs).dtype == sk.predict(blobs).dtype and kn.fit_predict(blobs).dtype == np.int32
+    # tensors keep torch's index dtype, int64, which gather, scatter and one_hot need
+    assert torch.is_tensor(kt.labels_) and kt.labels_.dtype == kt.predict(Xt).dtype == torch.int64
+    assert torch.nn.functional.one_hot(kt.labels_).shape == (600, 4)
+    assert kt.cluster_centers_.device == Xt.device
     for m in ('predict', 'transform'):
         assert isinstance(getattr(kt, m)(blobs), np.ndarray) and torch.is_tensor(getattr(kn, m)(Xt))
     assert KMeans(2, random_state=0).fit(np.arange(20).reshape(10, 2)).cluster_centers_.dtype == np.float64
@@ -111,6 +117,64 @@ def test_weighted_kmeans_plusplus_ignores_zero_weight_points(blobs):
     assert 0.7 < ours / theirs < 1.4
 
 
+def test_copy_x_is_accepted_and_changes_nothing(blobs):
+    "scikit-learn code passes copy_x; the data are never changed, whatever its value."
+    X = blobs.copy()
+    a, b = KMeans(4, random_state=0, copy_x=False).fit(X), KMeans(4, random_state=0).fit(X)
+    assert np.array_equal(X, blobs) and np.array_equal(a.labels_, b.labels_)
+    assert KMeans().get_params()['copy_x'] is True and 'copy_x' in SKMeans().get_params()
+    c, labels, inertia = k_means(X, 4, random_state=0, copy_x=False)
+    assert np.array_equal(X, blobs) and np.array_equal(labels, b.labels_) and inertia == b.inertia_
+    assert 'no effect' in KMeans.__doc__.split('copy_x :')[1].split(' : ')[0]
+    with pytest.raises(ValueError, match="copy_x must be"): KMeans(4, copy_x='yes').fit(X)
+
+
+def test_pickle_at_most_twice_scikit_learns():
+    "By default no history is kept: at k=500, D=100 a fitted KMeans pickles to at most 2x scikit-learn's size."
+    X = np.random.default_rng(0).standard_normal((10_000, 100)).astype(np.float32)
+    kw = dict(init='random', n_init=1, max_iter=1, random_state=0)
+    theirs = len(pickle.dumps(SKMeans(500, **kw).fit(X)))
+    ours = KMeans(500, **kw).fit(X)
+    assert ours.keep_history is False and len(pickle.dumps(ours)) <= 2 * theirs, (len(pickle.dumps(ours)), theirs)
+    # asked for, the history is there: the start and every iteration
+    h = KMeans(500, keep_history=True, **kw).fit(X)
+    assert len(h.history_) == h.n_iter_ + 1 and len(pickle.dumps(h)) > 2 * theirs
+
+
+def _warned(call):
+    "The messages of the warnings that `call()` raises, and the ValueError's, if any."
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        try: call()
+        except ValueError as e: return [str(e)]
+    return [f"{x.category.__name__}: {x.message}" for x in w]
+
+
+@pytest.mark.parametrize('ours,theirs', [(KMeans, SKMeans), (MiniBatchKMeans, SKMiniBatchKMeans)],
+                         ids=['KMeans', 'MiniBatchKMeans'])
+def test_feature_name_warnings_match_sklearn(blobs, ours, theirs):
+    "Feature names appear, disappear or change between fit and predict: scikit-learn's own warnings and errors."
+    pd = pytest.importorskip('pandas')
+    df = pd.DataFrame(blobs, columns=['a', 'b', 'c'])
+    renamed, reordered = df.rename(columns={'a': 'z'}), df[['b', 'a', 'c']]
+    wide = pd.DataFrame(np.hstack([blobs] * 3), columns=[f"f{i}" for i in range(9)])
+    cases = [(blobs, df), (df, blobs), (df, renamed), (df, reordered), (df, df), (blobs, blobs),
+             (wide, wide[[f"f{i}" for i in range(8, -1, -1)]]),
+             (wide, wide.rename(columns={f"f{i}": f"g{i}" for i in range(9)}))]
+    for fit_on, then in cases:
+        for method in ('predict', 'transform', 'score'):
+            got = _warned(lambda: getattr(ours(4, random_state=0).fit(fit_on), method)(then))
+            want = _warned(lambda: getattr(theirs(4, random_state=0, n_init=1).fit(fit_on), method)(then))
+            assert got == want, (method, got, want)
+    assert any('X has feature names, but KMeans was fitted without feature names' in m
+               for m in _warned(lambda: KMeans(4, random_state=0).fit(blobs).predict(df)))
+    # partial_fit checks the names of every later batch, as scikit-learn's does
+    for first, later in [(df, blobs), (blobs, df)]:
+        got = _warned(lambda: MiniBatchKMeans(4, random_state=0).partial_fit(first).partial_fit(later))
+        want = _warned(lambda: SKMiniBatchKMeans(4, random_state=0).partial_fit(first).partial_fit(later))
+        assert got == want and len(got) == 1, (got, want)
+
+
 def test_functional_forms(blobs):
     c, labels, inertia = k_means(blobs, 4, random_state=0)
     km = KMeans(4, random_state=0).fit(blobs)
@@ -165,7 +229,7 @@ def test_repr_with_array_init_and_help():
     assert repr(KMeans(5, init='forgy')) == "KMeans(n_clusters=5, init='forgy')"
     doc = KMeans.__doc__
     for p in KMeans._param_names(): assert f"{p} :" in doc, p
-    assert 'n_clusters' in MeanShift.__doc__ or 'bandwidth' in MeanShift.__doc__
+    for p in MeanShift._param_names(): assert f"{p} :" in MeanShift.__doc__, p
 
 
 def test_minibatch_kmeans_shares_the_fitted_methods(blobs):
@@ -174,7 +238,7 @@ def test_minibatch_kmeans_shares_the_fitted_methods(blobs):
     for m in ('predict', 'transform', 'score', 'fit_predict', 'fit_transform', 'get_feature_names_out', 'set_output'):
         assert getattr(MiniBatchKMeans, m) is getattr(KMeans, m) is getattr(KMeansBase, m), m   # one implementation
     mb = MiniBatchKMeans(4, random_state=0).fit(blobs)
-    assert isinstance(mb.labels_, np.ndarray) and mb.labels_.dtype == np.int64
+    assert isinstance(mb.labels_, np.ndarray) and mb.labels_.dtype == np.int32          # scikit-learn's dtype
     assert isinstance(mb.cluster_centers_, np.ndarray) and torch.is_tensor(mb.predict(torch.from_numpy(blobs)))
     assert np.array_equal(mb.predict(blobs), mb.labels_)
     assert list(mb.get_feature_names_out()) == [f'minibatchkmeans{i}' for i in range(4)]
@@ -204,9 +268,13 @@ def test_import_is_light():
 def test_verbose_progress_and_quiet_default(capsys, blobs):
     KMeans(4, random_state=0).fit(blobs)
     assert capsys.readouterr().out == ''
-    KMeans(4, random_state=0, verbose=True, max_iter=2, tol=0).fit(blobs)
+    start = blobs[:4]                                # a poor start: one iteration cannot converge from it
+    KMeans(4, init=start, n_init=1, verbose=True, max_iter=1, tol=0).fit(blobs)
     out = capsys.readouterr().out
-    assert 'stopped at max_iter=2 without converging' in out or 'converged after' in out
+    assert 'stopped at max_iter=1 without converging' in out and 'converged after' not in out, out
+    km = KMeans(4, init=start, n_init=1, verbose=True, tol=0).fit(blobs)
+    out = capsys.readouterr().out
+    assert km.n_iter_ > 1 and f'converged after {km.n_iter_} iterations' in out and 'stopped at' not in out, out
 
 
 def test_negative_strides_and_sklearn_convergence_warning():

@@ -11,7 +11,8 @@ Adapted (ported, with the difference named in the test):
   the exception and warning classes are scikit-learn's: ours subclass them when scikit-learn is loaded).
 - test_kmeans_verbose: we show a tqdm bar and one closing line ("converged after N iterations"), not
   scikit-learn's per-iteration lines; the test checks ours (xfail for hamerly/yinyang: they print per iteration).
-- test_kmeans_copyx: there is no `copy_x`: we never write to the caller's X; the test checks X is unchanged.
+- test_kmeans_copyx: `copy_x` is accepted and has no effect (we never write to the caller's X, so there is
+  nothing to copy); the test checks X is unchanged, as scikit-learn's does.
 - test_result_equal_in_diff_n_threads: torch's thread count (torch.set_num_threads) instead of OpenMP's.
 - test_sample_weight_init, test_sample_weight_zero: scikit-learn calls its private `_init_centroids`; we call
   the public initialisations of `kmeans_lessons.lloyd.INITS` with the same arguments.
@@ -30,7 +31,7 @@ Left out, with the reason:
   (`_relocate_empty_clusters_dense/_sparse`; our empty-cluster rule is checked through KMeans in
   test_kmeans_relocated_clusters and test_kmeans_empty_cluster_relocated), test_inertia (`_inertia_dense/_sparse`,
   which take the labels as input and negative weights), test_is_same_clustering (`_is_same_clustering`),
-  test_minibatch_kmeans_init_size (the private `_init_size` attribute; ours is a private method).
+  and the private `_init_size` attribute of test_minibatch_kmeans_init_size is our private method `_init_size(n)`.
 """
 import re
 import warnings
@@ -246,9 +247,9 @@ def test_warning_n_init_precomputed_centers():
 
 
 def test_kmeans_copyx():
-    # Adapted: there is no copy_x (we never write to the caller's X); check that X is left as it was.
+    # Check that copy_x=False returns nearly equal X after de-centering. (Ours never writes to X at all.)
     my_X = X.copy()
-    km = KMeans(n_clusters=n_clusters, random_state=42)
+    km = KMeans(copy_x=False, n_clusters=n_clusters, random_state=42)
     km.fit(my_X)
     _check_fitted_model(km)
 
@@ -665,6 +666,12 @@ def test_kmeans_with_array_like_or_np_scalar_init(kwargs):
     clustering = KMeans(n_clusters=2, **kwargs)
     # Does not raise
     clustering.fit(X)
+    # Added, so that the test can fail: both starts reach the optimum, worked out by hand: the two bottom points
+    # and the two top points, centres (0.25, 0) and (0.75, 1), inertia 4 x 0.25^2 = 0.25.
+    labels = clustering.labels_
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+    assert_allclose(np.sort(clustering.cluster_centers_, axis=0), [[0.25, 0], [0.75, 1]])
+    assert_allclose(clustering.inertia_, 0.25)
 
 
 def test_feature_names_out():
@@ -859,8 +866,24 @@ def test_minibatch_reassign():
     assert_allclose(A(C2), perfect_centers)
 
 
-def test_minibatch_with_many_reassignments():
-    MBK(n_clusters=100, batch_size=10, init_size=n_samples, random_state=42, verbose=True).fit(X)
+def test_minibatch_with_many_reassignments(capsys):
+    # Test for the case that the number of clusters to reassign is bigger than the batch_size (100 clusters, a
+    # batch of 10). Added, so that the test can fail: at most half a batch is reassigned at once, and that cap is
+    # reached; the centres stay finite.
+    km = MBK(n_clusters=100, batch_size=10, init_size=n_samples, random_state=42, verbose=True).fit(X)
+    moved = [int(m) for m in re.findall(r"Reassigning (\d+) cluster centers", capsys.readouterr().out)]
+    assert moved and max(moved) == 5                           # 0.5 x batch_size: scikit-learn's cap
+    assert np.isfinite(A(km.cluster_centers_)).all() and A(km.cluster_centers_).shape == (100, n_features)
+
+
+def test_minibatch_kmeans_init_size():
+    # Check the internal _init_size of MiniBatchKMeans (adapted: ours is the method `_init_size(n_samples)`)
+    # default init size should be 3 * batch_size
+    assert MBK(n_clusters=10, batch_size=5, n_init=1)._init_size(n_samples) == 15
+    # if 3 * batch size < n_clusters, it should then be 3 * n_clusters
+    assert MBK(n_clusters=10, batch_size=1, n_init=1)._init_size(n_samples) == 30
+    # it should not be larger than n_samples
+    assert MBK(n_clusters=10, batch_size=5, n_init=1, init_size=n_samples + 1)._init_size(n_samples) == n_samples
 
 
 @pytest.mark.parametrize("tol, max_no_improvement", [(1e-4, None), (0, 10)])

@@ -1,0 +1,132 @@
+"""The fused Lloyd pass (nbs/95_kernels.ipynb) on every path against float64 brute force."""
+import importlib, warnings
+import pytest
+import torch
+from kmeans_lessons import kernels
+from kmeans_lessons.kernels import lloyd_pass, kernel_available
+
+PATHS = ['fused', 'blocked', 'torch', 'auto']
+
+def brute(X, C, w):
+    "float64 reference: distances (N, k), argmin, and the sums/weights/inertia for given labels."
+    d = ((X.double()[:, None, :] - C.double()[None]) ** 2).sum(-1)                  # (N, k)
+    return d
+
+def check(X, C, w=None, method='auto'):
+    labels, mind, sums, weights, inertia = lloyd_pass(X, C, w, method=method)
+    N, k = X.shape[0], C.shape[0]
+    assert labels.shape == (N,) and labels.dtype == torch.int64 and mind.dtype == X.dtype
+    assert sums.shape == (k, X.shape[1]) and sums.dtype == torch.float64 and weights.shape == (k,)
+    d = brute(X, C, w)
+    best = d.min(1).values
+    mine = d.gather(1, labels[:, None])[:, 0]
+    # a label may differ from the float64 argmin only on a near-tie within rounding of the expansion
+    eps = torch.finfo(X.dtype).eps
+    bound = 8 * X.shape[1] * eps * ((X.double() ** 2).sum(1) + (C.double() ** 2).sum(1).max())
+    assert (mine - best <= bound).all()
+    assert ((labels == d.argmin(1)) | (mine - best <= bound)).all()
+    assert torch.allclose(mind.double(), mine, rtol=1e3 * eps, atol=float(bound.max()))
+    ww = torch.ones(N, dtype=torch.float64) if w is None else torch.as_tensor(w).double()
+    sums_ref = torch.zeros(k, X.shape[1], dtype=torch.float64).index_add_(0, labels, X.double() * ww[:, None])
+    assert torch.allclose(sums, sums_ref, rtol=1e-10, atol=1e-9)
+    assert torch.allclose(weights, torch.zeros(k, dtype=torch.float64).index_add_(0, labels, ww), rtol=1e-12)
+    assert inertia == pytest.approx(float((best * ww).sum()), rel=100 * eps, abs=float(bound.sum()))
+    return labels
+
+needs_kernel = pytest.mark.skipif(not kernel_available(), reason="no C++ compiler here")
+
+def _params():
+    for m in PATHS:
+        marks = [needs_kernel] if m in ('fused', 'blocked') else []
+        yield pytest.param(m, marks=marks, id=m)
+
+def params(): return list(_params())
+
+@pytest.mark.parametrize('method', params())
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('weighted', [False, True])
+@pytest.mark.parametrize('N,D,k', [(1000, 3, 10), (700, 40, 37), (300, 70, 50), (257, 5, 1), (900, 1, 7), (10, 50, 40)])
+def test_against_brute_force(method, dtype, weighted, N, D, k):
+    g = torch.Generator().manual_seed(N + D + k)
+    X = (torch.randn(N, D, generator=g) * 3).to(dtype)
+    C = X[torch.randperm(N, generator=g)[:k]].clone() + 0.1
+    w = torch.rand(N, generator=g, dtype=dtype) * 2 if weighted else None
+    check(X, C, w, method)
+
+@pytest.mark.parametrize('method', params())
+def test_non_contiguous_input_and_caller_data_unchanged(method):
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(40, 600, generator=g)
+    X = base.T[:, ::2]                                                             # (600, 20), strided
+    C = torch.randn(50, 40, generator=g)[:, ::2].double()                          # float64, strided: cast to X's dtype
+    before = X.clone()
+    check(X, C, None, method)
+    assert torch.equal(X, before)
+
+@pytest.mark.parametrize('method', params())
+def test_ties_take_the_first_centre(method):
+    X = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    C = torch.tensor([[5.0, 5.0], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    assert lloyd_pass(X, C, method=method)[0].tolist() == [1, 3]
+
+@needs_kernel
+def test_kernel_agrees_with_torch_path_on_many_labels():
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(5000, 64, generator=g, dtype=torch.float64)
+    C = torch.randn(200, 64, generator=g, dtype=torch.float64)
+    ref = lloyd_pass(X, C, method='torch')
+    for m in ['fused', 'blocked']:
+        out = lloyd_pass(X, C, method=m)
+        assert torch.equal(out[0], ref[0])
+        assert torch.allclose(out[2], ref[2], rtol=1e-12)
+
+@needs_kernel
+def test_thread_count_is_respected_and_result_repeats():
+    g = torch.Generator().manual_seed(3)
+    X, C = torch.randn(3000, 8, generator=g), torch.randn(20, 8, generator=g)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1); one = lloyd_pass(X, C)
+        torch.set_num_threads(max(2, n)); two = lloyd_pass(X, C)
+    finally: torch.set_num_threads(n)
+    assert torch.equal(one[0], two[0]) and torch.allclose(one[2], two[2], rtol=1e-12)
+
+def test_fallback_without_compiler_warns_once(monkeypatch, tmp_path):
+    monkeypatch.setenv('KMEANS_LESSONS_NO_KERNEL', '1')
+    monkeypatch.setattr(kernels, '_STATE', {})
+    X, C = torch.randn(100, 3), torch.randn(4, 3)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter('always')
+        a = lloyd_pass(X, C); b = lloyd_pass(X, C)
+    assert sum('pure-torch path' in str(r.message) for r in rec) == 1
+    assert not kernel_available()
+    check(X, C)
+    with pytest.raises(RuntimeError, match='compiled kernel'): lloyd_pass(X, C, method='fused')
+
+def test_missing_compiler_and_fresh_cache(monkeypatch, tmp_path):
+    "A fresh cache builds the library there; a missing compiler means the torch path."
+    monkeypatch.setenv('KMEANS_LESSONS_CACHE', str(tmp_path))
+    monkeypatch.setenv('CXX', str(tmp_path / 'no-such-compiler'))
+    monkeypatch.setattr(kernels, '_STATE', {})
+    with pytest.warns(RuntimeWarning, match='pure-torch path'): check(torch.randn(50, 2), torch.randn(3, 2))
+    if kernels.shutil.which('g++'):
+        monkeypatch.setenv('CXX', kernels.shutil.which('g++'))
+        monkeypatch.setattr(kernels, '_STATE', {})
+        assert kernel_available() and list((tmp_path / 'kernels').glob('lloyd_*.so'))
+
+def test_empty_input_and_bad_input():
+    labels, mind, sums, weights, inertia = lloyd_pass(torch.empty(0, 3), torch.randn(2, 3))
+    assert labels.shape == (0,) and inertia == 0 and torch.equal(weights, torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(TypeError, match='float32 or float64'): lloyd_pass(torch.ones(3, 2, dtype=torch.int64), torch.ones(1, 2))
+    with pytest.raises(ValueError, match='same D'): lloyd_pass(torch.ones(3, 2), torch.ones(1, 3))
+    with pytest.raises(ValueError, match='k >= 1'): lloyd_pass(torch.ones(3, 2), torch.ones(0, 2))
+    with pytest.raises(ValueError, match='sample_weight'): lloyd_pass(torch.ones(3, 2), torch.ones(1, 2), torch.ones(4))
+    with pytest.raises(ValueError, match='method'): lloyd_pass(torch.ones(3, 2), torch.ones(1, 2), method='numba')
+    with pytest.raises(TypeError, match='torch tensors'): lloyd_pass([[1.0]], torch.ones(1, 1))
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here")
+def test_cuda_uses_the_torch_path():
+    X, C = torch.randn(500, 8, device='cuda'), torch.randn(5, 8, device='cuda')
+    out = lloyd_pass(X, C)
+    assert out[0].device.type == 'cuda'
+    assert torch.equal(out[0].cpu(), lloyd_pass(X.cpu(), C.cpu(), method='torch')[0])
