@@ -218,9 +218,9 @@ def _abs_max(t):
     lo, hi = torch.stack(torch.aminmax(t)).tolist()    # one pass, one sync with a GPU
     return math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
 
-def _scale_fix(name):
-    return (f"Scale {name} first, e.g. with scikit-learn's StandardScaler or {name} / abs({name}).max(): k-means finds "
-            f"the same clusters in scaled data")
+def _scale_fix(name, how):
+    return (f"scale the data {how} first, e.g. with scikit-learn's StandardScaler or {name} / abs({name}).max(): "
+            f"k-means finds the same clusters in scaled data")
 
 def _reach(v, fi): return f"{v:.2g}" if math.isfinite(v) else f"more than {fi.max:.2g}"
 
@@ -239,19 +239,19 @@ def check_squares(top,          # the largest |value| of the data
         wider = f" (or pass float64; in {dt} keep abs({name}) below {limit:.2g})" if dtype == torch.float32 else ""
         raise ValueError(f"{name} has values up to {top:.3g} in absolute value: its squared distances, summed over "
                          f"{N} sample(s) of {D} feature(s), can reach {_reach(N * per_point, fi)}, which overflows "
-                         f"{dt} (its largest number is {fi.max:.3g}): the fit would give NaN. "
-                         f"{_scale_fix(name)}{wider}.")
+                         f"{dt} (its largest number is {fi.max:.3g}), so the distances would be infinite: "
+                         f"{_scale_fix(name, 'down')}{wider}.")
     worst = N * wmax * per_point
     if worst > fi.max:
         raise ValueError(f"sample_weight is up to {wmax:.3g}: the weighted squared distances of {name}, summed over "
                          f"{N} sample(s), can reach {_reach(worst, fi)}, which overflows {dt} (its largest number "
-                         f"is {fi.max:.3g}): the fit would give NaN. Only the ratios of the weights matter: divide "
-                         f"them by their largest, sample_weight / sample_weight.max().")
+                         f"is {fi.max:.3g}), so the sums would be infinite. Only the ratios of the weights matter: "
+                         f"divide them by their largest, sample_weight / sample_weight.max().")
     if 0 < top and top * top < fi.tiny:
         wider = f" (or pass float64)" if dtype == torch.float32 else ""
         raise ValueError(f"{name}'s values are all tiny (the largest absolute value is {top:.3g}): their squares "
                          f"underflow {dt}, whose smallest normal number is {fi.tiny:.3g}, so every squared distance "
-                         f"is 0 or has lost its digits and the points look identical. {_scale_fix(name)}{wider}.")
+                         f"is 0 or has lost its digits and the points look identical: {_scale_fix(name, 'up')}{wider}.")
     if 0 < wmax < fi.tiny:
         raise ValueError(f"sample_weight is at most {wmax:.3g}, below {dt}'s smallest normal number {fi.tiny:.3g}: "
                          f"the weighted sums underflow. Only the ratios of the weights matter: divide them by their "
