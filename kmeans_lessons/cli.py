@@ -287,7 +287,9 @@ def _animate(args):
     if k > n: p.error(f"--k ({k}) is larger than the number of points ({n})")
     if args.voronoi and D != 2: p.error(f"--voronoi needs 2-D data; the points have {D} features")
     km = KMeans(k, init=args.init, n_init=1, random_state=args.seed, max_iter=args.max_iter,
-                keep_history=True).fit(X)           # the frames are the history
+                keep_history=True)                  # the frames are the history
+    try: km.fit(X)
+    except ValueError as e: p.error(str(e))     # the data's own problem (squares that overflow)
     _check_inertia(p, km.inertia_)
     size = {} if args.dpi is None else dict(dpi=args.dpi)
     anim = animate_kmeans(X, km, trails=not args.no_trails, voronoi=args.voronoi,

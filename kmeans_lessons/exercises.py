@@ -55,6 +55,7 @@ class _Spec:
     after: Callable = None      # after(got, case, spy) -> hint or None, once the values are right
     diagnose: Callable = None   # diagnose(fn, case, got) -> hint or None, on a wrong answer
     prepare: Callable = None    # prepare(got, expected) -> got, before comparing (e.g. fix signs)
+    on_error: Callable = None   # on_error(exc) -> hint or None, when the student's code raises
 
 _SPECS = {}
 def _register(spec): _SPECS[spec.name] = spec
@@ -124,7 +125,47 @@ def _student_traceback(exc):
     lines += [l.rstrip('\n') for l in traceback.format_exception_only(type(exc), exc)]
     return '\n'.join(lines)
 
-def _call(fn, args, *, spy=None, where='', inputs=(), note='', hint=''):
+_MATH_TWINS = {'fabs': 'abs', 'fsum': 'sum', 'pow': 'pow', 'prod': 'prod'}   # math's name -> torch's, where they differ
+
+def _math_calls(text):
+    "The `math` functions called in `text` on something other than constants: `math.exp(d)`, not `math.sqrt(2)`."
+    try: calls = [n for n in ast.walk(ast.parse(textwrap.dedent(text).strip()))
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                  and isinstance(n.func.value, ast.Name) and n.func.value.id == 'math']
+    except SyntaxError: return list(dict.fromkeys(re.findall(r'\bmath\.(\w+)\s*\(', text)))
+    def constant(n): return all(m.id == 'math' for m in ast.walk(n) if isinstance(m, ast.Name))
+    return list(dict.fromkeys(c.func.attr for c in calls if not all(constant(a) for a in c.args)))
+
+def _and(words): return words[0] if len(words) == 1 else ', '.join(words[:-1]) + ' and ' + words[-1]
+
+def _math_hint(text):
+    "The hint for a `math` function given a tensor: its `torch.` twin, for the `math.f(` calls in `text`."
+    twins = [(f, _MATH_TWINS.get(f, f)) for f in _math_calls(text) if hasattr(torch, _MATH_TWINS.get(f, f))]
+    if not twins:
+        return ("a Python `math` function (or `float()`) got a tensor: those take one Python number. On a tensor, "
+                "use torch's twin, e.g. torch.exp, torch.sqrt or torch.log, which works on every element.")
+    said, use = _and([f"`math.{f}`" for f, _ in twins]), _and([f"`torch.{t}`" for _, t in twins])
+    if len(twins) == 1:
+        return (f"{said} takes one Python number, not a tensor: on a tensor, use its torch twin {use}, which "
+                f"works on every element (and keeps the tensor's dtype and device).")
+    return (f"{said} take one Python number each, not a tensor: on tensors, use their torch twins {use}, "
+            f"which work on every element (and keep the tensor's dtype and device).")
+
+def _error_hint(e, error):
+    "A hint for errors any exercise can meet: a `math` function given a tensor, or two dtypes that don't mix."
+    msg = str(e)
+    if ('only one element tensors can be converted' in msg or 'must be real number, not Tensor' in msg
+            or 'cannot be converted to Scalar' in msg):
+        lines = [l for l in error.splitlines()[1:] if l.startswith('    ')]     # the student's source lines
+        return _math_hint(lines[-1] if lines else '')
+    if re.search(r'same (dtype|scalar type)|expected scalar type|float != double|double != float'
+                 r'|\((Float|Double)\).*\((Float|Double)\)', msg):
+        return ("two of your tensors have different dtypes (float32 and float64) where they must match. "
+                "`.float()` always makes float32: convert with `.to(x.dtype)`, or create with `dtype=x.dtype`, "
+                "so that your answer works for float64 inputs too.")
+    return None
+
+def _call(fn, args, *, spy=None, where='', inputs=(), note='', hint='', on_error=None):
     "Call the student's `fn(*args)`; anything it raises becomes a `_Failure` showing the student's lines."
     try:
         if spy is None: return fn(*args)
@@ -142,9 +183,10 @@ def _call(fn, args, *, spy=None, where='', inputs=(), note='', hint=''):
         if isinstance(e, RecursionError):
             hint = ("your function calls itself again and again: inside it, use torch or the lesson's "
                     "functions, not the function you are writing.")
-        if isinstance(e, TypeError) and error.count('\n') == 1:     # raised by the call itself
+        elif isinstance(e, TypeError) and error.count('\n') == 1:     # raised by the call itself
             hint = (f"check calls your function with {len(args)} argument(s), "
                     f"({', '.join(n for n, _ in inputs)}): does its signature match the stub's?")
+        else: hint = (_quiet(on_error, e) if on_error else None) or _error_hint(e, error) or hint
         raise _Failure(f"your function raised {type(e).__name__}", hint, where=where, inputs=inputs,
                        error=error, note=note) from None
 
@@ -295,7 +337,14 @@ def _changed_hint(arg):
 def _dtype_hint(exp):
     if isinstance(exp, torch.Tensor) and not exp.is_floating_point():
         return "labels and counts are whole numbers: keep torch.int64 (torch.long), which argmin returns."
-    return "keep the inputs' dtype: create new tensors with `dtype=x.dtype` or `torch.zeros_like`."
+    return ("keep the inputs' dtype: convert with `.to(x.dtype)` rather than `.float()`, and create new tensors "
+            "with `dtype=x.dtype` or `torch.zeros_like`.")
+
+def _uses_math(fn):
+    "The hint about `math` functions on tensors if `fn`'s source calls one, else None."
+    try: src = inspect.getsource(fn)
+    except (OSError, TypeError): return None
+    return _math_hint(src) if _math_calls(src) else None
 
 def _recognise(spec, got, case, exp):
     "The hint of the first known mistake whose output matches `got`, else None."
@@ -325,7 +374,8 @@ def _run_cases(spec, fn):
         before = _fresh(args)
         exp = spec.ref(*_fresh(case.args))
         spy = _Spy() if spec.spy else None
-        got = _call(fn, args, spy=spy, where=where, inputs=inputs, note=case.note, hint=spec.hint)
+        got = _call(fn, args, spy=spy, where=where, inputs=inputs, note=case.note, hint=spec.hint,
+                    on_error=spec.on_error)
         changed = _changed(names, before, args)
         sig = _signal(spec, got) if got is not None else None
         g = spec.prepare(got, exp) if spec.prepare and got is not None else got
@@ -334,6 +384,7 @@ def _run_cases(spec, fn):
             hint = (sig[1] if sig else _recognise(spec, got, case, exp)
                     or (_quiet(spec.diagnose, fn, case, got) if spec.diagnose else None))
             if not hint and problem.startswith('dtype'): hint = _dtype_hint(exp)
+            if not hint and isinstance(got, float) and isinstance(exp, torch.Tensor): hint = _uses_math(fn)
             if changed: hint = (hint + ' Also, ' if hint else '') + _changed_hint(changed)
             raise _Failure(problem, hint or spec.hint, where=where, inputs=inputs, expected=exp, got=got,
                            note=case.note)
@@ -351,11 +402,27 @@ def _not_yet(name):
     return (f"· {name}: not attempted yet. Replace the `...` in `my_{name}` with your code, then run its cell "
             f"and this one again. (Stuck? hint('{name}'). The answer: solution('{name}').)")
 
+class _Verdict:
+    """What `check` returns: true if every case passed, else false (`if check(...)`, `assert check(...)` and
+    `check(...) == True` work). A notebook shows nothing for it: the printed verdict says it all."""
+    __slots__ = ('passed',)
+    def __init__(self, passed): self.passed = bool(passed)
+    def __bool__(self): return self.passed
+    def __eq__(self, other):
+        return self.passed == bool(other) if isinstance(other, (bool, _Verdict)) else NotImplemented
+    def __hash__(self): return hash(self.passed)
+    def __repr__(self): return repr(self.passed)
+    def _ipython_display_(self): pass      # IPython calls this instead of showing `Out[..]: True`
+
 def check(name:str, # the exercise, as listed by `names()`
           fn):       # your function
     """Check your function `fn` for the exercise `name` against the reference answer, on several cases.
     Prints one verdict (passed, not attempted yet, or the first failing case with a hint) and returns
-    True if every case passes, else False. A wrong answer never raises."""
+    a verdict that is true if every case passes, else false (a notebook shows nothing for it). A wrong
+    answer never raises."""
+    return _Verdict(_check(name, fn))
+
+def _check(name, fn):
     spec = _SPECS.get(name)
     if spec is None:
         close = difflib.get_close_matches(str(name), list(_SPECS), n=1)
@@ -800,6 +867,13 @@ def _onehot_means(x, labels, k):
     sums = onehot.T @ x                                          # (k, n) @ (n, D) -> (k, D)
     return sums / onehot.sum(0)[:, None]                         # (k, D) / (k, 1)
 
+_BROADCAST_COUNTS = ("the (k, D) sums divided by the (k,) counts: broadcasting lines shapes up from the right, so "
+    "the counts meet the D columns, not the k rows, and give a wrong shape or an error. Give the counts a "
+    "trailing axis, counts[:, None] of shape (k, 1), so that each row is divided by its own count.")
+
+def _onehot_size_error(e):
+    if 'must match the size of tensor' in str(e): return _BROADCAST_COUNTS
+
 def _after_onehot(got, case, spy):
     if not spy.names & {'matmul', '__matmul__', '__rmatmul__', 'mm', 'einsum', 'addmm', 'tensordot'}:
         return "the values are right, but this exercise asks for a one-hot matrix and a matrix multiply."
@@ -810,9 +884,13 @@ _register(_Spec('onehot_means', '03', "cluster means from a one-hot matrix and a
     cases=lambda: [
         _Case("five 1-D points, two clusters", (_t([[0], [1], [2], [4], [6]]), _t([0, 0, 1, 1, 1], torch.long), 2)),
         _Case("twelve 2-D points, three clusters", (_rn(40, 12, 2), torch.arange(12) % 3, 3)),
-        _Case("one cluster: the overall mean", (_rn(41, 4, 3), torch.zeros(4, dtype=torch.long), 1))],
-    spy=True, after=_after_onehot,
-    wrong=[(lambda x, lab, k: torch.nn.functional.one_hot(lab, k).to(x.dtype).T @ x,
+        _Case("one cluster: the overall mean", (_rn(41, 4, 3), torch.zeros(4, dtype=torch.long), 1)),
+        _Case("float64 input", (_rn(42, 6, 2, dtype=torch.float64), _t([0, 1, 0, 1, 1, 0], torch.long), 2),
+              note="the answer keeps x's dtype, float64")],
+    spy=True, after=_after_onehot, on_error=_onehot_size_error,
+    wrong=[(lambda x, lab, k: (lambda oh: oh.T @ x / oh.sum(0))(torch.nn.functional.one_hot(lab, k).to(x.dtype)),
+            _BROADCAST_COUNTS),
+           (lambda x, lab, k: torch.nn.functional.one_hot(lab, k).to(x.dtype).T @ x,
             "these are the clusters' sums: divide each by its number of points, onehot.sum(0)."),
            (lambda x, lab, k: torch.nn.functional.one_hot(lab, k).to(x.dtype).T @ x / len(x),
             "you divided every sum by n, all the points: divide by each cluster's own count, onehot.sum(0).")]))

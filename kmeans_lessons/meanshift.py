@@ -226,7 +226,7 @@ def estimate_bandwidth(X, quantile=0.3, *, n_samples=None, random_state=0, n_job
     bandwidth : float
         The mean distance; 0.0 when more than a `quantile` of the points have duplicates.
     """
-    X = check_array(X)
+    X = check_array(X, squares=False)                 # mean shift works at any scale (`_scale_of`)
     validate_params({'quantile': [Interval('real', 0, 1)], 'n_samples': [None, Interval('int', 1)],
                      'random_state': ['random_state'], 'n_jobs': [None, Interval('int')]},
                     dict(quantile=quantile, n_samples=n_samples, random_state=random_state,
@@ -353,7 +353,7 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1):
     validate_params({'bin_size': [Interval('real', 0)], 'min_bin_freq': [Interval('int', 1)]},
                     dict(bin_size=bin_size, min_bin_freq=min_bin_freq), 'get_bin_seeds')
     if bin_size == 0: return X
-    out, Xt = output_like(X), check_array(X)
+    out, Xt = output_like(X), check_array(X, squares=False)   # any scale: see `_scale_of`
     grid = torch.round(Xt / bin_size)                                                 # (N, D)
     nodes, counts = torch.unique(grid, dim=0, return_counts=True)                    # (G, D), (G,)
     seeds = nodes[counts >= min_bin_freq] * bin_size                                  # (n, D)
@@ -366,7 +366,7 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1):
 # %% ../nbs/07_meanshift.ipynb #13d2173d
 def _check_seeds(seeds, X):
     "`seeds` as an (n_seeds, D) tensor like `X`."
-    S = check_array(seeds, 'seeds', device=X.device, dtype=X.dtype)
+    S = check_array(seeds, 'seeds', device=X.device, dtype=X.dtype, squares=False)
     if S.shape[1] != X.shape[1]:
         raise ValueError(f"seeds has {S.shape[1]} features, but X has {X.shape[1]}: "
                          f"expected (n_seeds, {X.shape[1]})")
@@ -563,7 +563,8 @@ class MeanShift(BaseEstimator):
     def fit(self, X, y=None):
         "Cluster `X` (n_samples, n_features). Returns self."
         out, names = output_like(X), feature_names(X)
-        X = check_array(X, device=None if self.device is None else get_device(self.device))
+        X = check_array(X, device=None if self.device is None else get_device(self.device),
+                        squares=False)                  # any scale: `_scale_of` rescales exactly
         wfn, bw = self._check_params(X)
         N = X.shape[0]
         S0 = None if self.seeds is None else _check_seeds(self.seeds, X)
@@ -634,7 +635,7 @@ class MeanShift(BaseEstimator):
         if not hasattr(self, '_fit'): raise not_fitted(self)
         f, out = self._fit, output_like(X)
         self._check_feature_names(X)
-        Xn = check_array(X, device=f['X'].device, dtype=f['X'].dtype)
+        Xn = check_array(X, device=f['X'].device, dtype=f['X'].dtype, squares=False)
         self._check_n_features(Xn)
         X0 = Xn / f['scale'] - f['offset']                      # (M, D) a new tensor: ours to move
         mb = self.memory_budget

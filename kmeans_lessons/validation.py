@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['FAMILIES', 'ConvergenceWarning', 'NotFittedError', 'InvalidParameterError', 'not_fitted', 'convergence_warning',
            'Interval', 'Options', 'short_repr', 'validate_params', 'check_int', 'check_random_state', 'get_device',
-           'check_array', 'check_sample_weight']
+           'check_squares', 'check_array', 'check_sample_weight']
 
 # %% ../nbs/90_validation.ipynb #7357d5e0
 import math, numbers, sys
@@ -157,7 +157,11 @@ def get_device(device=None): # None or 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', o
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda', or a torch.device; got {short_repr(device)}")
     try: dev = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; got {device!r}") from None
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; got {device!r}, which is "
+                         "no device type torch knows") from None
+    if dev.type == 'meta':
+        raise ValueError(f"device={str(device)!r}: tensors on the meta device hold no data (only shapes and dtypes), "
+                         "so nothing can be computed there; use 'cpu', 'cuda', 'mps' or 'auto'")
     if dev.type == 'cuda':
         if not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r}, but CUDA is not available here (torch.cuda.is_available() is "
@@ -167,7 +171,8 @@ def get_device(device=None): # None or 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', o
     if dev.type == 'mps' and not (mps is not None and mps.is_available()):
         raise ValueError(f"device={str(device)!r}, but MPS is not available here; use 'cpu' or 'auto'")
     if dev.type not in ('cpu', 'cuda', 'mps'):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; got {device!r}")
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; got {str(device)!r}: torch "
+                         f"knows the device type {dev.type!r}, but kmeans_lessons does not run there")
     return dev
 
 # %% ../nbs/90_validation.ipynb #ce71496d
@@ -199,21 +204,78 @@ def _to_numpy(X, name):
     if any(s < 0 for s in a.strides): a = a.copy()       # torch refuses negative strides (X[::-1])
     return torch.from_numpy(a)
 
+# %% ../nbs/90_validation.ipynb #c4e8a913
+def _no_meta(t, name):
+    "`t`, unless it is a meta tensor: those have a shape and a dtype but no values."
+    if t.is_meta:
+        raise ValueError(f"{name} is on the meta device: tensors on the meta device hold no data (only a shape and "
+                         f"a dtype); create {name} on 'cpu' or 'cuda' instead")
+    return t
+
+def _abs_max(t):
+    "The largest |value| of `t` as a Python float (0 when empty): NaN if `t` holds a NaN, inf if an inf."
+    if t.numel() == 0: return 0.0
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()    # one pass, one sync with a GPU
+    return math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
+
+def _scale_fix(name, how):
+    return (f"scale the data {how} first, e.g. with scikit-learn's StandardScaler or {name} / abs({name}).max(): "
+            f"k-means finds the same clusters in scaled data")
+
+def _reach(v, fi): return f"{v:.2g}" if math.isfinite(v) else f"more than {fi.max:.2g}"
+
+def check_squares(top,          # the largest |value| of the data
+                  shape,        # the data's shape (N, D)
+                  dtype,        # its floating dtype
+                  name='X',     # its name, for the messages
+                  wmax=1.0):    # the largest sample weight
+    """Refuse data (and weights) whose squared distances `dtype` cannot hold: a `ValueError` that names the
+    overflow or the underflow and how to scale. Bounds the weighted sum over N points of squared distances, each
+    at most 4·D·top², by the dtype's largest number; and top² by its smallest normal number."""
+    fi, (N, D), dt = torch.finfo(dtype), shape, str(dtype).replace('torch.', '')
+    per_point = max(1.0, 4 * D * top * top)           # Python floats: inf, never an exception
+    if N * per_point > fi.max:
+        limit = math.sqrt(fi.max / (4 * N * D))
+        wider = f" (or pass float64; in {dt} keep abs({name}) below {limit:.2g})" if dtype == torch.float32 else ""
+        raise ValueError(f"{name} has values up to {top:.3g} in absolute value: its squared distances, summed over "
+                         f"{N} sample(s) of {D} feature(s), can reach {_reach(N * per_point, fi)}, which overflows "
+                         f"{dt} (its largest number is {fi.max:.3g}), so the distances would be infinite: "
+                         f"{_scale_fix(name, 'down')}{wider}.")
+    worst = N * wmax * per_point
+    if worst > fi.max:
+        raise ValueError(f"sample_weight is up to {wmax:.3g}: the weighted squared distances of {name}, summed over "
+                         f"{N} sample(s), can reach {_reach(worst, fi)}, which overflows {dt} (its largest number "
+                         f"is {fi.max:.3g}), so the sums would be infinite. Only the ratios of the weights matter: "
+                         f"divide them by their largest, sample_weight / sample_weight.max().")
+    if 0 < top and top * top < fi.tiny:
+        wider = f" (or pass float64)" if dtype == torch.float32 else ""
+        raise ValueError(f"{name}'s values are all tiny (the largest absolute value is {top:.3g}): their squares "
+                         f"underflow {dt}, whose smallest normal number is {fi.tiny:.3g}, so every squared distance "
+                         f"is 0 or has lost its digits and the points look identical: {_scale_fix(name, 'up')}{wider}.")
+    if 0 < wmax < fi.tiny:
+        raise ValueError(f"sample_weight is at most {wmax:.3g}, below {dt}'s smallest normal number {fi.tiny:.3g}: "
+                         f"the weighted sums underflow. Only the ratios of the weights matter: divide them by their "
+                         f"largest, sample_weight / sample_weight.max().")
+
 # %% ../nbs/90_validation.ipynb #80a0bd31
 def check_array(X,              # tensor (any device), NumPy array, nested list, or anything with `__array__`
                 name='X',       # its name, for the messages
                 *,
                 device=None,    # move the result to this device (None: keep X's)
                 dtype=None,     # the result's dtype (None: keep float32/float64, else see below)
-                min_samples=1): # fewer rows is an error
+                min_samples=1,  # fewer rows is an error
+                squares=True):  # refuse values whose squared distances overflow or underflow the dtype
     """`X` as a 2-D, finite, floating-point tensor, never modifying the caller's data. Takes a tensor (any device),
     a NumPy array, a nested list or anything with `__array__`. Floating tensors and arrays keep their dtype
-    (float32 or float64); others become float64 (NumPy, like scikit-learn) or torch's default dtype (tensors)."""
+    (float32 or float64); others become float64 (NumPy, like scikit-learn) or torch's default dtype (tensors).
+    With `squares`, values too large or too small for the fit's squared distances in that dtype are refused
+    (see `check_squares`)."""
     if _is_sparse(X):
         raise TypeError(f"sparse input is not supported: {name} is a {type(X).__name__}; "
                         f"pass a dense array ({name}.toarray() for scipy, .to_dense() for torch)")
     if torch.is_tensor(X):
         t = X.detach()
+        _no_meta(t, name)
         if t.is_complex(): raise ValueError(f"Complex data not supported: {name} has dtype {t.dtype}")
         default = torch.get_default_dtype()
     else:
@@ -227,27 +289,33 @@ def check_array(X,              # tensor (any device), NumPy array, nested list,
         raise ValueError(f"{name} is empty: {t.shape[0]} sample(s) (shape={tuple(t.shape)}) while a minimum of "
                          f"{min_samples} is required.")
     if dtype is None: dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else default
-    if device is not None: t = t.to(device)
+    if device is not None: t = _no_meta(t.to(device), name)
     t = t.to(dtype)
-    if not bool(torch.isfinite(t).all()):
+    top = _abs_max(t)                               # one pass: NaN if there is a NaN, inf if an inf
+    if not math.isfinite(top):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} contains NaN or inf ({bad} value{'s' if bad > 1 else ''}); remove or impute them first")
+    if squares: check_squares(top, t.shape, t.dtype, name)
     return t
 
 # %% ../nbs/90_validation.ipynb #a475753d
 def check_sample_weight(sample_weight, # None, a number, or (N,) weights
                         X):            # the checked data (N, D): gives N, dtype and device
-    "Weights (N,) as a tensor of X's dtype and device: None gives ones; each must be finite and >= 0, not all 0."
+    """Weights (N,) as a tensor of X's dtype and device: None gives ones; each must be finite and >= 0, not all 0,
+    and small enough that the weighted squared distances fit X's dtype."""
     N = X.shape[0]
     if sample_weight is None: return None
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         w = torch.full((N,), float(sample_weight), dtype=X.dtype, device=X.device)
     else:
-        w = sample_weight.detach() if torch.is_tensor(sample_weight) else _to_numpy(sample_weight, 'sample_weight')
+        w = _no_meta(sample_weight.detach(), 'sample_weight') if torch.is_tensor(sample_weight) \
+            else _to_numpy(sample_weight, 'sample_weight')
         if w.ndim != 1 or w.shape[0] != N:
             raise ValueError(f"sample_weight must have shape ({N},), one weight per sample; got {tuple(w.shape)}")
         w = w.to(device=X.device, dtype=X.dtype)
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
         raise ValueError("sample_weight must be finite and >= 0 (negative, NaN or inf weights found)")
-    if not bool((w > 0).any()): raise ValueError("sample_weight: every weight is zero; at least one must be > 0")
+    wmax = float(w.max()) if N else 0.0
+    if wmax == 0: raise ValueError("sample_weight: every weight is zero; at least one must be > 0")
+    check_squares(_abs_max(X), X.shape, X.dtype, 'X', wmax=wmax)    # the weighted squares must fit X's dtype
     return w

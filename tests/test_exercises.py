@@ -17,7 +17,7 @@ def verdict(capsys, name, fn):
     out = capsys.readouterr().out
     assert out.strip(), "check printed nothing"
     assert out.lstrip()[0] in '✓✗·', out
-    return ok, out
+    return bool(ok), out
 
 
 def d2(x, c): return ((x[:, None] - c[None]) ** 2).sum(-1)
@@ -97,6 +97,15 @@ def counts_float(labels, k): return F.one_hot(labels, k).sum(0).float()
 def means_sums(x, labels, k): return F.one_hot(labels, k).float().T @ x
 def means_over_n(x, labels, k): return F.one_hot(labels, k).float().T @ x / len(x)
 def means_loop(x, labels, k): return torch.stack([x[labels == j].mean(0) for j in range(k)])
+def means_no_trailing_axis(x, labels, k):
+    onehot = F.one_hot(labels, k).to(x.dtype)
+    return onehot.T @ x / onehot.sum(0)                 # (k, D) / (k,): broadcasts along the wrong axis
+def means_float32_matmul(x, labels, k):
+    onehot = F.one_hot(labels, k).float()               # float32, whatever x is
+    return onehot.T @ x / onehot.sum(0)[:, None]
+def means_float32_result(x, labels, k):
+    onehot = F.one_hot(labels, k).float()
+    return onehot.T @ x.float() / onehot.sum(0)[:, None]
 
 def upd_nan(x, labels, c):
     sums = torch.zeros_like(c).index_add_(0, labels, x)
@@ -216,6 +225,7 @@ def pca_eigh(x):                                       # a right answer by anoth
 
 # 07
 def gauss_variance(d, bandwidth): return torch.exp(-d ** 2 / (2 * bandwidth)) / math.sqrt(2 * math.pi * bandwidth)
+def gauss_math_exp(d, bandwidth): return math.exp(-0.5 * (d / bandwidth) ** 2) / (bandwidth * math.sqrt(2 * math.pi))
 def gauss_unnormalised(d, bandwidth): return torch.exp(-0.5 * (d / bandwidth) ** 2)
 def gauss_variance_in_exponent(d, bandwidth):
     return torch.exp(-d ** 2 / (2 * bandwidth)) / (bandwidth * math.sqrt(2 * math.pi))
@@ -345,7 +355,8 @@ WRONG = {   # name: [(wrong answer, words its verdict must contain)]
                        (chunked_full_matrix, "whole (n, k)"), (chunked_counter_bug, "changes with chunk")],
     'cluster_counts': [(counts_no_minlength, "minlength"), (counts_unique, "torch.unique"), (counts_float, "int64")],
     'onehot_means': [(means_sums, "clusters' sums"), (means_over_n, "divided every sum by n"),
-                     (means_loop, "matrix multiply")],
+                     (means_loop, "matrix multiply"), (means_no_trailing_axis, "counts[:, None]"),
+                     (means_float32_matmul, "`.to(x.dtype)`"), (means_float32_result, "`.to(x.dtype)`")],
     'update_centroids': [(upd_nan, "0 / 0"), (upd_zero, "silent"), (upd_include_self, "include_self=False"),
                          (upd_include_self_c, "averages the OLD centre"), (upd_inplace, "changed its input `c`"),
                          (upd_no_minlength, "only 2 long")],
@@ -364,7 +375,7 @@ WRONG = {   # name: [(wrong answer, words its verdict must contain)]
                       (timing_ms, "not in seconds")],
     'kmeans_history': [(history_aliased, "same tensor"), (history_no_start, "first frame")],
     'pca_2d': [(pca_uncentred, "centre the data"), (pca_smallest, "SMALLEST"), (pca_columns, "ROWS of Vh")],
-    'gaussian_kernel': [(gauss_variance, "VARIANCE"), (gauss_unnormalised, "normalising factor"),
+    'gaussian_kernel': [(gauss_variance, "VARIANCE"), (gauss_math_exp, "`torch.exp`"), (gauss_unnormalised, "normalising factor"),
                         (gauss_squared_input, "plain distance"),
                         (gauss_variance_in_exponent, "in the exponent you divided d² by bandwidth"),
                         (gauss_variance_in_constant, "the constant treats bandwidth as the variance")],
@@ -543,14 +554,14 @@ def forgot_return(x, c):
 @pytest.mark.parametrize('stub', [stub_dots, stub_pass, stub_raise, stub_raise_msg, stub_return_none])
 def test_unanswered_stub_is_not_attempted_yet(stub, capsys):
     ok, out = verdict(capsys, 'sq_dists', stub)
-    assert ok is False and 'not attempted yet' in out and 'Traceback' not in out, out
+    assert not ok and 'not attempted yet' in out and 'Traceback' not in out, out
 
 
 def test_stub_without_source_that_raises_not_implemented(capsys):
     ns = {}
     exec(compile("def sq_dists(x, c):\n    raise NotImplementedError\n", "<no source>", "exec"), ns)
     ok, out = verdict(capsys, 'sq_dists', ns['sq_dists'])
-    assert ok is False and 'not attempted yet' in out, out
+    assert not ok and 'not attempted yet' in out, out
 
 
 def test_missing_return_is_a_mistake_not_a_stub(capsys):
@@ -610,9 +621,9 @@ def test_solution_and_hint_print(capsys):
 
 
 def test_bad_calls_print_and_return_false(capsys):
-    assert check('sq_dist', lambda x, c: x) is False
+    assert check('sq_dist', lambda x, c: x) == False     # noqa: E712 (a verdict, not a bool)
     assert "Did you mean 'sq_dists'" in capsys.readouterr().out
-    assert check('sq_dists', 42) is False
+    assert not check('sq_dists', 42)
     assert 'needs your function itself' in capsys.readouterr().out
 
 
@@ -704,3 +715,70 @@ def test_a_repeated_frame_is_counted_where_the_run_ends(capsys):
     counted = [i for i, l in enumerate(lines) if 'repeated 47 more times' in l]
     assert not ok and len(counted) == 1, out
     assert 'raise ValueError' in lines[counted[0] + 2] and 'ValueError: bottom reached' in out, out
+
+
+# ------------------------------------------------------------------ quiet verdicts, sharp hints
+def test_a_check_cell_shows_only_its_printed_verdict(capsys):
+    "The verdict `check` returns is true or false, and IPython displays nothing for it (no `Out: True` line)."
+    from IPython.core.formatters import DisplayFormatter
+    ok = check('sq_dists', d2)
+    bad = check('sq_dists', sq_cdist)
+    capsys.readouterr()
+    assert ok and ok == True and not bad and bad == False and ok != bad      # noqa: E712
+    assert repr(ok) == 'True' and repr(bad) == 'False'
+    assert DisplayFormatter().format(ok) == ({}, {}) and DisplayFormatter().format(bad) == ({}, {})
+
+
+def test_no_committed_check_cell_shows_true_or_false():
+    "Every lesson's check cells were run with the quiet verdict: their outputs are the printed verdict only."
+    checked = 0
+    for nb, turn, _ in _your_turn_cells():
+        for c in turn:
+            if c['cell_type'] == 'code' and re.match(r"check\('\w+', \w+\)$", ''.join(c['source']).strip()):
+                kinds = [o['output_type'] for o in c.get('outputs', [])]
+                assert kinds == ['stream'], (nb, ''.join(c['source']), kinds)
+                checked += 1
+    assert checked >= 30
+
+
+def test_math_on_a_tensor_names_the_torch_twin_for_any_exercise(capsys):
+    "math.exp / math.sqrt given a tensor crash in the student's code; the hint names torch.exp / torch.sqrt."
+    def kernel(d, bandwidth): return math.exp(-d / bandwidth)
+    def dists(x, c): return math.sqrt(((x[:, None] - c[None]) ** 2).sum(-1)) ** 2
+    def margin(x, c):
+        d = d2(x, c).sort(1).values
+        return math.fabs(d[:, 1] - d[:, 0])
+    for name, fn, said, twin in [('triangular_kernel', kernel, 'math.exp', 'torch.exp'),
+                                 ('sq_dists', dists, 'math.sqrt', 'torch.sqrt'),
+                                 ('voronoi_margin', margin, 'math.fabs', 'torch.abs')]:
+        ok, out = verdict(capsys, name, fn)
+        hint = out.split('hint:', 1)[1]
+        assert not ok and 'only one element tensors' in out and f"`{said}`" in hint and f"`{twin}`" in hint, out
+
+
+def test_math_constants_are_not_blamed(capsys):
+    "`math.sqrt(2 * math.pi)` is fine: only the math call on the tensor is named."
+    ok, out = verdict(capsys, 'gaussian_kernel', gauss_math_exp)
+    hint = out.split('hint:', 1)[1]
+    assert not ok and '`math.exp` takes one Python number' in hint and 'math.sqrt' not in hint, out
+
+
+def test_onehot_means_float64_case_catches_a_float32_cast(capsys):
+    "All float32 cases pass with `.float()`; the float64 case fails, by an error or by the result's dtype."
+    x = torch.randn(6, 2)
+    labels = torch.tensor([0, 1, 0, 1, 1, 0])
+    assert torch.allclose(means_float32_result(x, labels, 2), ex._onehot_means(x, labels, 2))   # right in float32
+    for fn in (means_float32_matmul, means_float32_result):
+        ok, out = verdict(capsys, 'onehot_means', fn)
+        assert not ok and '(float64 input) failed' in out and '.to(x.dtype)' in out, out
+
+
+def test_onehot_means_broadcast_hint_for_an_error_too(capsys):
+    "Without [:, None], (k, D) / (k,) is the wrong shape when D == 1 and an error when D != k: both say why."
+    ok, out = verdict(capsys, 'onehot_means', means_no_trailing_axis)
+    assert not ok and 'shape (2, 2), expected (2, 1)' in out and 'broadcasting' in out and 'counts[:, None]' in out
+    def no_axis_2d(x, labels, k):                      # the same mistake where case 1 is skipped
+        if x.shape[1] == 1: return ex._onehot_means(x, labels, k)
+        return means_no_trailing_axis(x, labels, k)
+    ok, out = verdict(capsys, 'onehot_means', no_axis_2d)
+    assert not ok and 'RuntimeError' in out and 'must match the size' in out and 'counts[:, None]' in out, out
