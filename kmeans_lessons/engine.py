@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['BLOCK_BYTES', 'TAKE_ROWS', 'F64_CHUNK_BYTES', 'MSG_BYTES', 'ROW_INITS', 'MEMORY_BLOCK_BYTES', 'release_pages',
-           'open_npy', 'Rows', 'chunks64', 'merge_moments', 'local_moments', 'check_mean_distance', 'Comm', 'agree',
-           'moments', 'setup_ranks', 'sample_indices', 'gather_rows', 'int_seed', 'seed_all', 'mean_maps', 'reducible',
-           'metric', 'LloydStep', 'own_dists', 'fill_empty', 'run_lloyd', 'take_global', 'kmeans_plusplus_rows',
-           'forgy_rows', 'random_partition_rows', 'fit_rows', 'check_weights', 'fit_any']
+           'open_npy', 'Rows', 'chunks64', 'merge_moments', 'Moments', 'local_moments', 'check_mean_distance', 'Comm',
+           'agree', 'moments', 'setup_ranks', 'sample_indices', 'gather_rows', 'int_seed', 'seed_all', 'mean_maps',
+           'reducible', 'metric', 'LloydStep', 'own_dists', 'fill_empty', 'run_lloyd', 'take_global',
+           'kmeans_plusplus_rows', 'forgy_rows', 'random_partition_rows', 'fit_rows', 'check_weights', 'fit_any']
 
 # %% ../nbs/94_engine.ipynb #aaeaba2d
 import builtins, ctypes, math, numbers, os, time, zlib
@@ -23,7 +23,7 @@ from .assignment import assign, chunk_rows, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 from .lloyd import progress_bar, draw_weights
 from .validation import InvalidParameterError, Interval, check_int, check_array
-from .validation import check_sample_weight, check_random_state
+from .validation import check_sample_weight, check_random_state, check_squares
 
 # %% ../nbs/94_engine.ipynb #2e476aaa
 BLOCK_BYTES = 16 * 2**20     # streamed data are read in blocks of about this many bytes
@@ -181,12 +181,23 @@ def merge_moments(a, b):
     return n, ma + delta * (nb / n), sa + sb + delta ** 2 * (na * nb / n)
 
 # %% ../nbs/94_engine.ipynb #c8f35394
-def local_moments(rows, fn=None): # fn: a map applied to each block first (None: none)
+class Moments(tuple):
+    "`(count, mean (D,), M2 (D,))`, unpacked like a tuple, and `top`: the largest absolute value seen."
+    def __new__(cls, n, mean, m2, top=0.0):
+        self = super().__new__(cls, (n, mean, m2))
+        self.top = top
+        return self
+
+def local_moments(rows,     # a `Rows`
+                  fn=None,  # a map applied to each block first (None: none)
+                  offset=0): # the number of the first row, for messages (a rank's first row in all ranks')
     """Count, mean (D,) and M2 (D,), the sum of squared deviations, of `rows`, in float64, in one
-    pass over the blocks (merged chunk by chunk); raises a ValueError naming the rows if a value is
-    NaN or inf. With `fn`, the moments of `fn(block)` (cosine's unit vectors)."""
-    acc = (0, None, None)
+    pass over the blocks (merged chunk by chunk), as `Moments` (with `top`, the largest absolute
+    value); raises a ValueError naming the rows if a value is NaN or inf. With `fn`, the moments of
+    `fn(block)` (cosine's unit vectors)."""
+    acc, top = (0, None, None), 0.0
     for s, x in rows.blocks():
+        if len(x): top = max(top, float(x.abs().amax()))              # NaN is caught below
         y = x if fn is None else fn(x)
         for j, c in chunks64(y):
             m = c.mean(0)                                              # (D,)
@@ -194,11 +205,12 @@ def local_moments(rows, fn=None): # fn: a map applied to each block first (None:
             if not bool(torch.isfinite(m2).all()):
                 bad = int((~torch.isfinite(x[j:j + len(c)])).sum())
                 many = 's' if bad > 1 else ''
+                first = offset + s + j
                 raise ValueError(f"{rows.name} contains NaN or inf ({bad} value{many} in rows "
-                                 f"{s + j}..{s + j + len(c) - 1}); remove or impute them first")
+                                 f"{first}..{first + len(c) - 1}); remove or impute them first")
             acc = merge_moments(acc, (len(c), m.cpu(), m2.cpu()))
     zero = torch.zeros(rows.d, dtype=torch.float64)
-    return acc if acc[0] else (0, zero, zero.clone())
+    return Moments(*acc, top) if acc[0] else Moments(0, zero, zero.clone(), top)
 
 # %% ../nbs/94_engine.ipynb #17365aff
 def check_mean_distance(distance):
@@ -303,7 +315,9 @@ def _code(s):
     return float(zlib.crc32(str(s).encode()))
 
 def _fmt(name, v):
-    if name in ('init', 'distance', 'dtype', 'init centres'): return 'another value'
+    "How a rank's value reads in a message; None for a code of a string or of arrays (`_code`, crc32)."
+    if name == 'dtype': return f"float{int(v)}"
+    if name in ('init', 'algorithm', 'distance', 'init centres'): return None
     return f"{float(v):g}"
 
 # %% ../nbs/94_engine.ipynb #ad48d205
@@ -318,24 +332,33 @@ def agree(comm, values, numbers_=None):
     for j, n in enumerate(names):
         col = G[:, j]
         if not bool((col == col[0]).all()):
-            each = ', '.join(f"rank {r} has {_fmt(n, col[r])}" for r in range(comm.size))
+            if _fmt(n, col[0]) is None:                                # codes: say who differs
+                odd = [str(r) for r in range(comm.size) if col[r] != col[0]]
+                each = f"rank{'s' if len(odd) > 1 else ''} {', '.join(odd)} passed another {n} than rank 0"
+            else: each = ', '.join(f"rank {r} has {_fmt(n, col[r])}" for r in range(comm.size))
             raise ValueError(f"the ranks disagree on {n}: {each}; "
                              f"every rank must call with the same {n}")
     return {n: G[:, len(names) + j] for j, n in enumerate(extra)}
 
 # %% ../nbs/94_engine.ipynb #b5419d2e
-def moments(rows, comm, fn=None): # fn: a map applied to each block first
-    """Count, mean (D,) and M2 (D,) of all ranks' rows, float64: each rank's `local_moments`,
-    gathered and merged in rank order, so the same on every rank."""
+def moments(rows,     # this rank's `Rows`
+            comm,     # a `Comm`
+            fn=None,  # a map applied to each block first
+            offset=0): # this rank's first row in all ranks' rows, for messages
+    """Count, mean (D,) and M2 (D,) of all ranks' rows, float64, as `Moments` (`top`: the largest absolute
+    value of all ranks): each rank's `local_moments`, gathered and merged in rank order, so the same on
+    every rank. A NaN is reported by its row in all ranks' rows (`offset` + the local row)."""
     D = rows.d
-    local = torch.zeros(1 + 2 * D, dtype=torch.float64)
+    local = torch.zeros(2 + 2 * D, dtype=torch.float64)
     with comm.local():
-        n, mean, m2 = local_moments(rows, fn)
-        if n: local[0], local[1:D + 1], local[D + 1:] = n, mean, m2
+        n, mean, m2 = mom = local_moments(rows, fn, offset)
+        if n: local[0], local[1:D + 1], local[D + 1:-1] = n, mean, m2
+        local[-1] = mom.top
     acc = (0, None, None)
-    for g in comm.gather(local):                                       # (size, 1 + 2D)
-        if g[0] > 0: acc = merge_moments(acc, (int(g[0]), g[1:D + 1], g[D + 1:]))
-    return acc
+    G = comm.gather(local)                                             # (size, 2 + 2D)
+    for g in G:
+        if g[0] > 0: acc = merge_moments(acc, (int(g[0]), g[1:D + 1], g[D + 1:-1]))
+    return Moments(*acc, float(G[:, -1].max()))
 
 # %% ../nbs/94_engine.ipynb #b543aa0a
 def setup_ranks(comm, X_local, k, C, dist_, device, block_bytes, values):
@@ -722,7 +745,10 @@ def fit_rows(rows,                # the local rows, a `Rows`: in memory, streame
         N, scale = rows.n, dist.tolerance_scale(rows.data.to(rows.device, rows.dtype))
         mean = None
     else:
-        N, mean, m2 = moments(rows, comm, pre)
+        offset = _offsets(comm, rows.n)[1] if comm.size > 1 else 0
+        N, mean, m2 = mom = moments(rows, comm, pre, offset)
+        if isinstance(dist, SqEuclidean):    # the same on every rank: each raises the same error
+            check_squares(mom.top, (N, rows.d), rows.dtype, rows.name)
         scale = float((m2 / max(N, 1)).mean())
     tol_abs = scale * tol if tol else 0.0
     euclid = isinstance(dist, SqEuclidean)

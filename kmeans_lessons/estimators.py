@@ -161,16 +161,21 @@ class KMeans(KMeansBase):
         Stop when the total squared movement of the centres is at most `tol` times the data's mean
         per-feature variance (scikit-learn's rule). Runs also stop when no label changes.
     verbose : bool or int, default=False
-        Show progress bars (tqdm) for runs longer than a second, and how each run stopped.
+        0 (False): quiet. 1 (True): a progress bar (tqdm) for k-means++ and one for the iterations, whatever the
+        algorithm or placement, then one line on how the run stopped. 2: also scikit-learn's lines
+        ("Initialization complete", "Iteration i, inertia x.", and how the run converged).
     random_state : int, None, torch.Generator or NumPy random state, default=None
         Seeds every random choice (the initialisation); an int gives the same result every time.
     copy_x : bool, default=True
         Accepted for scikit-learn compatibility; it has no effect, because `X` is never changed (centring makes
         a new tensor).
-    algorithm : {'auto', 'lloyd', 'hamerly', 'yinyang'}, default='auto'
-        The iteration. All give Lloyd's result exactly; 'hamerly' and 'yinyang' skip distances that the
-        triangle inequality proves unneeded (lesson 05b). 'auto' picks by the crossovers measured on a CPU
-        (`choose_algorithm`); weighted fits and distances other than Euclidean run 'lloyd'.
+    algorithm : {'auto', 'lloyd', 'hamerly', 'yinyang', 'elkan'}, default='auto'
+        The E-step of the one engine (`94_engine`). All give Lloyd's labels and iterations; 'hamerly' (one lower
+        bound per point), 'yinyang' (one per group of centres) and 'elkan' (one per centre: (N, k) bounds, which
+        must fit in `memory_budget`) skip distances that the triangle inequality proves unneeded (lesson 05b),
+        with weights and in every placement. Bounds need the Euclidean metric: with another distance they raise
+        a ValueError. 'auto' picks by the shape (`choose_algorithm`), Lloyd for other distances; `algorithm_`
+        says what ran.
     device : str or torch.device, optional
         Where to compute ('cpu', 'cuda', 'cuda:1', 'mps' or 'auto'). By default, where the data are.
     distance : str, Distance or callable, default='euclidean'
@@ -195,11 +200,11 @@ class KMeans(KMeansBase):
     Results have the kind of the input: NumPy (for arrays, lists, DataFrames, memmaps and `.npy` paths) or a
     torch tensor on the input's device.
 
-    Beyond one process's memory (lesson 11), `fit(X, process_group=group)` fits together with the other ranks of a
-    `torch.distributed` process group, each passing its own rows; and `fit` streams a NumPy memmap or the path of
-    an `.npy` file block by block. Both run `distributed_fit` (Lloyd's iterations): `labels_` are then those of
-    this rank's rows, `sample_weight` and a callable `init` are not supported, and an int `random_state` gives
-    the one-process result."""
+    Every placement runs the same engine. `fit` streams a NumPy memmap or the path of an `.npy` file block by
+    block (the labels and the bounds stay in memory, X does not), and `fit(X, process_group=group)` fits together
+    with the other ranks of a `torch.distributed` process group, each passing its own rows (`labels_` are then
+    this rank's). Weights, inits and algorithms work in every placement (one exception: a weighted 'random' init
+    across ranks is refused), and an int `random_state` gives the in-memory result (lesson 11)."""
     _constraints = {
         'n_clusters': [Interval('int', 1)],
         'init': [Options(*INITS), 'array-like', 'callable'],

@@ -15,7 +15,7 @@ from .distances import get_distance
 from .assignment import assign
 from .lloyd import INITS, draw_weights
 from .validation import Interval, Options, check_array, get_device
-from .validation import check_random_state, check_sample_weight
+from .validation import check_random_state, check_sample_weight, check_squares
 from .engine import Rows, open_npy, chunks64, local_moments, merge_moments, check_mean_distance
 from .engine import BLOCK_BYTES, TAKE_ROWS, F64_CHUNK_BYTES, release_pages
 from .estimators import KMeansBase, document_init, output_like, feature_names, as_labels
@@ -23,15 +23,11 @@ from torch.utils.data import SequentialSampler
 
 # %% ../nbs/93_streaming.ipynb #ed10aa4f
 def check_batch(x, what='a batch'):
-    """Raise a ValueError if the points `x` (b, D) hold NaN or inf, or values so large that their
-    squared distances overflow x's dtype (|x - c|^2 can reach 4 D max|x|^2): each has its own cure."""
+    """Raise a ValueError if the points `x` (b, D) hold NaN or inf, or values whose squared distances
+    overflow or underflow x's dtype (validation's `check_squares`, the check every estimator makes)."""
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{what} contains NaN or inf values; remove or impute them first")
-    big, top = float(x.abs().max()) if x.numel() else 0.0, torch.finfo(x.dtype).max
-    if 4 * x.shape[1] * big * big > top:
-        wider = ", or use float64" if x.dtype != torch.float64 else ""
-        raise ValueError(f"{what} has values up to {big:.3g}: their squared distances overflow {x.dtype} "
-                         f"(largest {top:.3g}); scale the data down (divide by its spread){wider}")
+    check_squares(float(x.abs().max()) if x.numel() else 0.0, tuple(x.shape), x.dtype, what)
 
 def minibatch_step(x, C, counts, distance=None, *, sample_weight=None, reassign=False,
                    reassignment_ratio=0.01, generator=None, memory_budget=None):

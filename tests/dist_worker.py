@@ -72,6 +72,8 @@ def run_all(rank, W, out):
                  n_clusters=lambda: distributed_fit(Xr, K - 1 if rank == 1 else K),
                  max_iter=lambda: distributed_fit(Xr, K, max_iter=10 + rank),
                  nan=lambda: distributed_fit(Xnan, K),
+                 init=lambda: distributed_fit(Xr, K, init='forgy' if rank == 1 else 'k-means++'),
+                 dtype=lambda: distributed_fit(Xr.float() if rank == 1 else Xr, K),      # X is float64
                  bad_type=lambda: distributed_fit(Xr if rank else 'not-a-file.txt', K),
                  raises=lambda: distributed_fit(Xr, K, distance=failing(rank, W), init='forgy'),
                  # the estimator's own checks, wrong on one rank only

@@ -2,7 +2,7 @@
 
 Every multi-process run is a set of subprocesses with a hard time limit: a hang fails the test, it never blocks it.
 The ranks run tests/dist_worker.py; each saves what it saw, and the test compares."""
-import os, subprocess, sys, time
+import os, re, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
@@ -88,6 +88,13 @@ def test_ranks_give_the_single_process_fit(W, tmp_path, reference):
     for r, (typ, msg, _) in enumerate(msgs['error/nan']):
         assert typ == 'ValueError' and 'NaN or inf' in msg
         assert (r == 1) == ('rank 1 of' not in msg)                    # others name the rank that failed
+    lo = SIZES[W][0][0]                                               # rank 1's first row in all ranks' rows
+    for typ, msg, _ in msgs['error/nan']:                             # rank 1's row 3, numbered in all ranks' rows
+        first, last = map(int, re.search(r'in rows (\d+)\.\.(\d+)', msg).groups())
+        assert lo <= first <= lo + 3 <= last, msg
+    for name, said in (('init', 'rank 1 passed another init than rank 0'), ('dtype', 'rank 1 has float32')):
+        for typ, msg, _ in msgs[f'error/{name}']:
+            assert typ == 'ValueError' and said in msg and 'another value' not in msg, msg
     for r, (typ, msg, _) in enumerate(msgs['error/bad_type']):
         assert typ == 'ValueError' and '.npy' in msg
     for r, (typ, msg, _) in enumerate(msgs['error/raises']):
