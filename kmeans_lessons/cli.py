@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from .lloyd import INITS
+from .bounds import ALGORITHMS
 from .validation import get_device
 from .streaming import open_npy
 from .distributed import Comm, distributed_fit
@@ -326,9 +327,12 @@ def add_fit_parser(sub):
     arg('--out', required=True, help='where to save the centres: a .npy file')
     arg('--labels', help="optional .npy file for every point's label (int32, N)")
     arg('--init', default='k-means++', choices=list(INITS),
-        help='initialisation (default k-means++, on a sample of --init-size points)')
+        help='initialisation (default k-means++, over all the points)')
     arg('--init-size', type=int, default=None,
-        help='points k-means++ runs on (default max(10k, 65536))')
+        help='run k-means++ on a uniform sample of this many points instead (default: all)')
+    arg('--algorithm', default='auto', choices=['auto', *ALGORITHMS],
+        help="the iteration: Lloyd's, or Lloyd's results with Hamerly's, Yinyang's or Elkan's "
+             "bounds (lesson 05b); default auto")
     arg('--n-init', type=int, default=1, help='runs from different initialisations (default 1)')
     arg('--max-iter', type=int, default=300, help='most iterations per run (default 300)')
     arg('--tol', type=float, default=1e-4, help="stop when the centres move less than tol x the "
@@ -443,6 +447,7 @@ def fit_command(args):
         part = _slice(X.shape[0], rank, size) if X.ndim == 2 else slice(None)
         try:
             res = distributed_fit(X[part], args.k, init=args.init, init_size=args.init_size,
+                                  algorithm=args.algorithm,
                                   n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
                                   random_state=args.seed, device=device, verbose=args.verbose,
                                   keep_history=False, process_group=group)

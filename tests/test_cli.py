@@ -285,6 +285,18 @@ def test_fit_command_alone_without_labels(npy, tmp_path, capsys):
     assert [f.name for f in tmp_path.iterdir()] == ['c.npy'] and digest(data) == h
 
 
+@pytest.mark.parametrize('algorithm', ['auto', 'lloyd', 'hamerly', 'yinyang', 'elkan'])
+def test_fit_command_every_algorithm(algorithm, npy, tmp_path, capsys):
+    "Every --algorithm runs and gives Lloyd's centres and labels; an unknown one is refused."
+    data, one, h = npy
+    out, lab = tmp_path / 'c.npy', tmp_path / 'l.npy'
+    assert main(['fit', str(data), '--k', '5', '--out', str(out), '--labels', str(lab), '--algorithm', algorithm]) == 0
+    np.testing.assert_allclose(np.load(out), one['centres'].numpy(), rtol=0, atol=1e-5)
+    assert np.array_equal(np.load(lab), one['labels'].numpy()) and digest(data) == h
+    with pytest.raises(SystemExit) as e: main(['fit', str(data), '--k', '5', '--out', str(out), '--algorithm', 'full'])
+    assert e.value.code == 2 and "invalid choice: 'full'" in capsys.readouterr().err
+
+
 def test_fit_command_bad_numbers(npy, tmp_path, capsys):
     data, _, _ = npy
     for args, msg in [(['--k', '0'], '--k must be >= 1'), (['--k', '2', '--out', 'c.txt'], 'must end in .npy'),
@@ -312,7 +324,10 @@ def test_fit_command_under_torchrun_1_2_3_processes(npy, tmp_path):
     jobs = {1: torchrun(1, data, tmp_path / 'c1.npy'), 2: torchrun(2, data, tmp_path / 'c2.npy'),
             3: torchrun(3, data, tmp_path / 'c3.npy', script=ENTRY),      # None: -m kmeans_lessons.cli
             'labels': torchrun(2, data, tmp_path / 'cl.npy', '--labels', tmp_path / 'l.npy', '--verbose'),
-            'clobber': torchrun(2, data, tmp_path / 'cx.npy', '--labels', data)}    # refused on every rank
+            'clobber': torchrun(2, data, tmp_path / 'cx.npy', '--labels', data),    # refused on every rank
+            'hamerly': torchrun(2, data, tmp_path / 'ch.npy', '--algorithm', 'hamerly'),
+            'yinyang': torchrun(3, data, tmp_path / 'cy.npy', '--algorithm', 'yinyang'),
+            'elkan': torchrun(2, data, tmp_path / 'ce.npy', '--algorithm', 'elkan')}
     deadline = time.monotonic() + LIMIT
     done = {}
     try:
@@ -332,10 +347,13 @@ def test_fit_command_under_torchrun_1_2_3_processes(npy, tmp_path):
     for name in (1, 2, 3):
         assert f"on {name} process" in done[name][0], done[name][0]
         np.testing.assert_allclose(np.load(tmp_path / f'c{name}.npy'), one['centres'].numpy(), rtol=0, atol=1e-4)
-    assert done['labels'][0].count('iteration    1') == 1
+    assert done['labels'][0].count('converged after') == 1                           # --verbose's summary, once
+    for name in ('hamerly', 'yinyang', 'elkan'):                                      # Lloyd's result, every bound
+        np.testing.assert_allclose(np.load(tmp_path / f'c{name[0]}.npy'), one['centres'].numpy(), rtol=0, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / 'cl.npy'), one['centres'].numpy(), rtol=0, atol=1e-4)
     assert np.array_equal(np.load(tmp_path / 'l.npy'), one['labels'].numpy())
-    assert sorted(f.name for f in tmp_path.iterdir()) == ['c1.npy', 'c2.npy', 'c3.npy', 'cl.npy', 'l.npy']
+    assert sorted(f.name for f in tmp_path.iterdir()) == ['c1.npy', 'c2.npy', 'c3.npy', 'ce.npy', 'ch.npy', 'cl.npy',
+                                                          'cy.npy', 'l.npy']
     assert digest(data) == h
 
 
