@@ -10,13 +10,13 @@ __all__ = ['BalancedKMeans', 'sinkhorn_potentials', 'exact_potentials', 'trim_ov
 import math
 import torch
 from fastcore.basics import patch
-from .validation import (Interval, Options, check_array, check_sample_weight,
+from .validation import (Interval, check_array, check_sample_weight,
                                        check_random_state, get_device)
 from .distances import sq_dists, get_distance
 from .assignment import chunk_rows
 from .update import update_centroids
 from .lloyd import INITS
-from .estimators import KMeansBase, output_like, feature_names, document_init
+from .estimators import KMeansBase, KMeans, output_like, feature_names, document_init
 
 # %% ../nbs/12_balanced.ipynb #35b325eb
 def sinkhorn_potentials(cost,          # (N, k) costs, or a list of (b, k) blocks of them
@@ -243,21 +243,13 @@ class BalancedKMeans(KMeansBase):
     new points are not balanced (`fit_predict` returns the balanced `labels_`). `sample_weight`
     weighs each point's squared distance in the assignment, the centres and the inertia; the sizes
     still count points."""
-    _constraints = {
-        'n_clusters': [Interval('int', 1)],
+    _constraints = {**{name: KMeans._constraints[name] for name in (                 # KMeans's rules, one table
+        'n_clusters', 'init', 'n_init', 'max_iter', 'tol', 'verbose', 'random_state', 'device', 'memory_budget',
+        'keep_history')},
         'size_min': [None, Interval('int', 0)],
         'size_max': [None, Interval('int', 1)],
-        'init': [Options(*INITS), 'array-like', 'callable'],
-        'n_init': [Options('auto'), Interval('int', 1)],
-        'max_iter': [Interval('int', 1)],
-        'tol': [Interval('real', 0)],
-        'verbose': ['boolean', Interval('int', 0)],
-        'random_state': ['random_state'],
         'epsilon': [Interval('real', 0, closed='neither')],
         'sinkhorn_iter': [Interval('int', 0)],
-        'device': [None, 'device'],
-        'memory_budget': [None, Interval('int', 1)],
-        'keep_history': ['boolean'],
     }
 
     def __init__(self, n_clusters=8, *, size_min=None, size_max=None, init='k-means++',
