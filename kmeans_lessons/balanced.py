@@ -243,9 +243,10 @@ class BalancedKMeans(KMeansBase):
     new points are not balanced (`fit_predict` returns the balanced `labels_`). `sample_weight`
     weighs each point's squared distance in the assignment, the centres and the inertia; the sizes
     still count points."""
-    _constraints = {**{name: KMeans._constraints[name] for name in (                 # KMeans's rules, one table
-        'n_clusters', 'init', 'n_init', 'max_iter', 'tol', 'verbose', 'random_state', 'device', 'memory_budget',
-        'keep_history')},
+    # the parameters KMeans also has take KMeans's rules: one table
+    _shared = ('n_clusters', 'init', 'n_init', 'max_iter', 'tol', 'verbose', 'random_state',
+               'device', 'memory_budget', 'keep_history')
+    _constraints = {**{name: KMeans._constraints[name] for name in _shared},
         'size_min': [None, Interval('int', 0)],
         'size_max': [None, Interval('int', 1)],
         'epsilon': [Interval('real', 0, closed='neither')],
