@@ -8,9 +8,6 @@ import pytest
 NBS = Path(__file__).resolve().parent.parent / 'nbs'
 LESSONS = sorted(p for p in NBS.glob('*.ipynb') if re.match(r'(0\d|1[012])[a-z]?_', p.name))   # 00 .. 12
 MAX_LINE, MAX_CELL = 99, 25
-# Lessons not yet reworked for issue 20: the two rules below (cells of at most MAX_CELL lines on the teaching path,
-# 'Under the hood' after the last teaching section) skip them. Remove a lesson from here once it passes.
-PENDING = {'11_scaling'}
 
 
 def cells(path):
@@ -72,13 +69,8 @@ def sections_after_the_hood(path):
     return [h for h in hs[first + 1:] if not is_hood(h) and h.strip().lower() != '## your turn']
 
 
-def skip_pending(path):
-    if path.stem in PENDING: pytest.skip('issue 20: not reworked yet')
-
-
 @pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.stem)
 def test_teaching_path_cells_are_small(path):
-    skip_pending(path)
     big = big_teaching_cells(path)
     assert not big, f"{path.name}: code cells over {MAX_CELL} lines on the teaching path: {big}"
 
@@ -86,19 +78,8 @@ def test_teaching_path_cells_are_small(path):
 @pytest.mark.parametrize('path', LESSONS, ids=lambda p: p.stem)
 def test_under_the_hood_comes_after_the_lesson(path):
     "Run All, then read from the top: the lesson first; only 'Your turn' may follow 'Under the hood'."
-    skip_pending(path)
     late = sections_after_the_hood(path)
     assert not late, f"{path.name}: teaching sections after 'Under the hood': {late}"
-
-
-def test_pending_lessons_exist_and_still_fail():
-    """PENDING names real lessons (a typo would skip nothing), 00-05 are not among them, and each still breaks a
-    rule: a lesson that passes both must leave PENDING, so that the rules guard it from then on."""
-    assert PENDING <= {p.stem for p in LESSONS}, PENDING - {p.stem for p in LESSONS}
-    assert not PENDING & {p.stem for p in LESSONS if re.match(r'0[0-5]_', p.name)}   # 00-05 are done
-    done = [s for s in sorted(PENDING)
-            if not big_teaching_cells(NBS / f'{s}.ipynb') and not sections_after_the_hood(NBS / f'{s}.ipynb')]
-    assert not done, f"{done} pass both issue-20 rules now: remove them from PENDING"
 
 
 def _notebook(tmp_path, *parts):
