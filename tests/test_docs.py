@@ -12,7 +12,7 @@ WITH_FIGURES = {'00_data', '02_assignment', '04_kmeans', '05b_bounds', '06_anima
                 '09_real_data', '11_scaling', '12_balanced'}
 LESSONS = ('00_data', '01_distances', '02_assignment', '03_update', '04_kmeans', '05_gpu', '05b_bounds', '06_animation',
            '07_meanshift', '08_distances', '09_real_data', '10_cli', '11_scaling', '12_balanced')
-UNDER_THE_HOOD = ('90_validation', '91_estimators', '92_exercises', '93_streaming', '95_kernels')
+UNDER_THE_HOOD = ('90_validation', '91_estimators', '92_exercises', '93_streaming', '94_engine', '95_kernels')
 
 
 def test_all_lessons_present():
