@@ -9,8 +9,8 @@ Adapted (ported, with the difference named in the test):
   compare 'hamerly' and 'yinyang' with 'lloyd'.
 - Error and warning messages: ours name the bad value and the fix in our own words (the tests match our wording;
   the exception and warning classes are scikit-learn's: ours subclass them when scikit-learn is loaded).
-- test_kmeans_verbose: we show a tqdm bar and one closing line ("converged after N iterations"), not
-  scikit-learn's per-iteration lines; the test checks ours (xfail for hamerly/yinyang: they print per iteration).
+- test_kmeans_verbose: verbose=1 shows a tqdm bar and one closing line ("converged after N iterations") for every
+  algorithm; verbose=2 adds scikit-learn's lines ("Initialization complete", "Iteration i, inertia x.").
 - test_kmeans_copyx: `copy_x` is accepted and has no effect (we never write to the caller's X, so there is
   nothing to copy); the test checks X is unchanged, as scikit-learn's does.
 - test_result_equal_in_diff_n_threads: torch's thread count (torch.set_num_threads) instead of OpenMP's.
