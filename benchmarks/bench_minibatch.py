@@ -2,14 +2,18 @@
 
     python benchmarks/bench_minibatch.py            # 12 seeds on each data set (a few minutes on 2 cores)
     python benchmarks/bench_minibatch.py --seeds 4  # fewer
+    python benchmarks/bench_minibatch.py --src DIR  # the kmeans_lessons package under DIR instead (another version)
 
 For each data set and seed both estimators fit the same data with their defaults (k-means++ on an `init_size`
 sample, batch_size=1024, scikit-learn's stopping rule), each with its own random draws. Reported: the inertia on all
 the points averaged over seeds (their ratio is what the 1% claim is about), the median fit time, and the steps.
 Run under `flock -x /tmp/bench.lock` on a shared machine.
 """
-import argparse, os, time, warnings
+import argparse, os, sys, time, warnings
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # two OpenMP runtimes share the cores: no spinning
+if '--src' in sys.argv:                               # before the import: another checkout's package
+    sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__name__.lower()]
+    sys.path.insert(0, sys.argv[sys.argv.index('--src') + 1])
 import numpy as np
 import torch
 from sklearn.cluster import MiniBatchKMeans as SK
@@ -29,8 +33,10 @@ def datasets():
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--seeds', type=int, default=12)
+    p.add_argument('--src', default=None)
     a = p.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    import kmeans_lessons
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {kmeans_lessons.__file__}")
     print(f"| data | seeds | inertia ours / scikit-learn (mean over seeds) | time ours (median s) | "
           f"time scikit-learn (median s) | ratio | steps ours / scikit-learn (median) |")
     print("|---|---|---|---|---|---|---|")
