@@ -19,7 +19,9 @@ Adapted (ported, with the difference named in the test):
 - test_euclidean_distance: scikit-learn checks its Cython distance helpers; we check the public `sq_dists`.
 - MiniBatchKMeans tests (the section at the end): through `MBK` and `A(...)`, which reads a result as NumPy
   whatever its kind; test_minibatch_reassign calls our public `minibatch_step` where scikit-learn calls its
-  private `_mini_batch_step`. Missing features are xfail(strict=True), each with its reason.
+  private `_mini_batch_step`. Verbose, as KMeans's: 1 is the tqdm bars and one closing line, 2 adds scikit-learn's
+  lines (test_minibatch_kmeans_verbose, test_minibatch_with_many_reassignments, test_minibatch_declared_convergence
+  check both levels). Missing features are xfail(strict=True), each with its reason.
 
 Left out, with the reason:
 - Sparse input, unsupported by design (a clear TypeError, tested in test_sklearn_compat.py): test_dense_sparse,
@@ -823,7 +825,12 @@ def test_fortran_aligned_data_minibatch():
 
 
 def test_minibatch_kmeans_verbose(capsys):
+    # Adapted, as test_kmeans_verbose: verbose=1 is a tqdm bar (shown after 1 s, so not here) and one closing
+    # line; verbose=2 adds scikit-learn's lines.
     MBK(n_clusters=n_clusters, random_state=42, verbose=1).fit(X)
+    assert re.fullmatch(r"mini-batch k-means: converged \(lack of improvement in inertia\) at step \d+/\d+\n",
+                        capsys.readouterr().out)
+    MBK(n_clusters=n_clusters, random_state=42, verbose=2).fit(X)
     assert "Minibatch step" in capsys.readouterr().out
 
 
@@ -874,8 +881,8 @@ def test_minibatch_reassign():
 def test_minibatch_with_many_reassignments(capsys):
     # Test for the case that the number of clusters to reassign is bigger than the batch_size (100 clusters, a
     # batch of 10). Added, so that the test can fail: at most half a batch is reassigned at once, and that cap is
-    # reached; the centres stay finite.
-    km = MBK(n_clusters=100, batch_size=10, init_size=n_samples, random_state=42, verbose=True).fit(X)
+    # reached; the centres stay finite. Adapted: scikit-learn's "Reassigning" lines are our verbose=2.
+    km = MBK(n_clusters=100, batch_size=10, init_size=n_samples, random_state=42, verbose=2).fit(X)
     moved = [int(m) for m in re.findall(r"Reassigning (\d+) cluster centers", capsys.readouterr().out)]
     assert moved and max(moved) == 5                           # 0.5 x batch_size: scikit-learn's cap
     assert np.isfinite(A(km.cluster_centers_)).all() and A(km.cluster_centers_).shape == (100, n_features)
@@ -894,8 +901,9 @@ def test_minibatch_kmeans_init_size():
 @pytest.mark.parametrize("tol, max_no_improvement", [(1e-4, None), (0, 10)])
 def test_minibatch_declared_convergence(capsys, tol, max_no_improvement):
     X, _, centers = make_blobs(centers=3, random_state=0, return_centers=True)
+    # Adapted: scikit-learn's lines are our verbose=2; verbose=1 says the same in its one closing line.
     km = MBK(n_clusters=3, init=centers, batch_size=20, tol=tol, random_state=0, max_iter=10, n_init=1,
-             verbose=1, max_no_improvement=max_no_improvement)
+             verbose=2, max_no_improvement=max_no_improvement)
     km.fit(X)
     assert 1 < km.n_iter_ < 10
     captured = capsys.readouterr()
@@ -903,6 +911,9 @@ def test_minibatch_declared_convergence(capsys, tol, max_no_improvement):
         assert "Converged (small centers change)" in captured.out
     if tol == 0:
         assert "Converged (lack of improvement in inertia)" in captured.out
+    km.set_params(verbose=1).fit(X)
+    why = "small centers change" if max_no_improvement is None else "lack of improvement in inertia"
+    assert re.fullmatch(rf"mini-batch k-means: converged \({why}\) at step \d+/\d+\n", capsys.readouterr().out)
 
 
 def test_minibatch_iter_steps():

@@ -1,14 +1,18 @@
 """Out of core and mini-batch: a 4 GiB .npy fitted in bounded memory; MiniBatchKMeans against scikit-learn."""
-import os, shutil, subprocess, sys, warnings
+import os, re, shutil, subprocess, sys, warnings
 import numpy as np
 import pytest
 import torch
+import tqdm.auto
 from sklearn.cluster import KMeans as SKKMeans, MiniBatchKMeans as SKMiniBatchKMeans
 from torch.utils.data import DataLoader, TensorDataset
 
 from kmeans_lessons.validation import NotFittedError
 from kmeans_lessons.data import sample_blobs
 from kmeans_lessons.streaming import MiniBatchKMeans
+from kmeans_lessons.engine import Rows, kmeans_plusplus_rows
+from kmeans_lessons.lloyd import kmeans_plusplus_indices
+from kmeans_lessons.distances import SqEuclidean
 
 
 def inertia(X, C):
@@ -122,6 +126,68 @@ def test_sample_weight_like_scikit_learn(blobs):
     w0 = np.where(X[:, 0] > np.median(X[:, 0]), 1.0, 0.0)
     c = MiniBatchKMeans(5, random_state=0, reassignment_ratio=0).fit(X, sample_weight=w0)
     assert (c.cluster_centers_[:, 0] > np.median(X[:, 0])).all()
+
+
+def test_init_is_the_engines_kmeans_plusplus_on_the_sample(blobs):
+    "The first centres are the engine's k-means++ over the rows of the init_size sample, lesson 04's picks."
+    X, k = blobs[:4000].double(), 20
+    rng = np.random.default_rng(1)
+    V, S = (X[torch.from_numpy(np.sort(rng.integers(len(X), size=600)))] for _ in range(2))   # validation, init
+    km = MiniBatchKMeans(k, random_state=0)
+    km._setup()
+    km._start([V, S], [None, None], len(X), torch.Generator().manual_seed(5), lambda t: t)
+    shift = V.mean(0)                                                  # the fit works on rows minus this
+    want = kmeans_plusplus_rows(Rows(S - shift), k, torch.Generator().manual_seed(5), SqEuclidean())
+    assert torch.equal(km._C, want)
+    idx = kmeans_plusplus_indices(S - shift, k, torch.Generator().manual_seed(5))   # (k,) lesson 04's picks
+    assert len(set(idx.tolist())) == k and torch.allclose(km._C + shift, S[idx], rtol=0, atol=1e-12)
+    # end to end: partial_fit on a batch no bigger than init_size samples all of it, then makes one step, which
+    # (no history, no reassignment) moves every centre to the mean of its points: brute force from the same start
+    x = X[:600]
+    km = MiniBatchKMeans(k, random_state=3, init_size=600, reassignment_ratio=0).partial_fit(x)
+    C0 = kmeans_plusplus_rows(Rows(x - x.mean(0)), k, torch.Generator().manual_seed(3), SqEuclidean()) + x.mean(0)
+    lab = ((x[:, None] - C0[None]) ** 2).sum(-1).argmin(1)             # (600,)
+    mean = torch.stack([x[lab == c].mean(0) if (lab == c).any() else C0[c] for c in range(k)])
+    torch.testing.assert_close(km.cluster_centers_, mean, rtol=0, atol=1e-9)
+
+
+def test_verbose_levels_as_kmeans(blobs, capsys, monkeypatch):
+    """0: quiet. 1: one tqdm bar for k-means++ and one for the batches, then one line. 2: also scikit-learn's lines,
+    the same kinds of line as scikit-learn's own MiniBatchKMeans prints."""
+    bars = []
+    class Bar:                                                         # stands in for tqdm: records the bars
+        def __init__(self, total=None, desc=None, **kw): self.rec = [desc, total, 0]; bars.append(self.rec)
+        def update(self, n=1): self.rec[2] += n
+        def set_postfix(self, *a, **kw): pass
+        def close(self): pass
+    monkeypatch.setattr(tqdm.auto, 'tqdm', Bar)
+    X = blobs.numpy()
+    MiniBatchKMeans(20, random_state=0).fit(X)
+    assert capsys.readouterr() == ('', '') and bars == []
+    km = MiniBatchKMeans(20, random_state=0, verbose=1).fit(X)
+    n_steps = 100 * len(X) // 1024
+    assert bars == [['k-means++', 20, 19], ['mini-batch k-means', n_steps, km.n_steps_]]
+    assert capsys.readouterr().out == (f"mini-batch k-means: converged (lack of improvement in inertia) at step "
+                                       f"{km.n_steps_}/{n_steps}\n")
+    km = MiniBatchKMeans(20, random_state=0, verbose=1, max_no_improvement=None, max_iter=1).fit(X)
+    assert capsys.readouterr().out == (f"mini-batch k-means: ran {len(X) // 1024} steps (1 pass over the data) "
+                                       "without stopping early\n")
+    bars.clear()
+    MiniBatchKMeans(20, random_state=0, verbose=2).fit(X)
+    ours = capsys.readouterr().out.splitlines()
+    assert [b[0] for b in bars] == ['k-means++', 'mini-batch k-means']
+    SKMiniBatchKMeans(20, random_state=0, verbose=1).fit(X)
+    theirs = capsys.readouterr().out.splitlines()
+    kind = lambda line: re.sub(r'\d+(\.\d+)?(e[-+]?\d+)?', '#', line)
+    assert ours[-1].startswith('mini-batch k-means: converged') and ours[-2].startswith('Converged')
+    assert {kind(l) for l in ours[:-1]} == {kind(l) for l in theirs}, (ours[:3], theirs[:3])
+    # an iterable of batches: the same two bars, the second over max_iter passes of the loader
+    bars.clear()
+    dl = DataLoader(TensorDataset(blobs), batch_size=500, shuffle=True, generator=torch.Generator().manual_seed(0))
+    MiniBatchKMeans(20, random_state=0, verbose=1).fit(dl)
+    assert [b[:2] for b in bars] == [['k-means++', 20], ['mini-batch k-means', 100 * len(dl)]]
+    assert re.fullmatch(r"mini-batch k-means: converged \(lack of improvement in inertia\) at step \d+/\d+\n",
+                        capsys.readouterr().out)
 
 
 def test_memmap_and_path(blobs, tmp_path):
