@@ -633,12 +633,12 @@ class _Cumulated:
     """The running sums of `mass` (n,) in float64, as one `cumsum` of the whole vector gives them, held a block of
     `CUM_ROWS` at a time: `ends` (one number per block) and `search`, torch's `searchsorted` over all of them."""
     def __init__(self, mass):
-        self.mass, self.ends, self.last, base = mass, [], None, None
+        self.mass, ends, self.last, base = mass, [], None, None
         for s in range(0, len(mass), CUM_ROWS):
             self.last = (s, self._block(s, base))
-            base = self.last[1][-1]
-            self.ends.append(base)
-        self.ends = torch.stack(self.ends) if self.ends else mass.new_zeros(0, dtype=torch.float64)
+            base = float(self.last[1][-1])                             # a float64 number, exactly
+            ends.append(base)
+        self.ends = torch.tensor(ends, dtype=torch.float64, device=mass.device)
 
     def _block(self, s, base):
         c = self.mass[s:s + CUM_ROWS].to(torch.float64, copy=True)
@@ -653,7 +653,7 @@ class _Cumulated:
         out = torch.empty(len(r), dtype=torch.long, device=self.ends.device)
         for b in blk.unique().tolist():
             sel, s = (blk == b).nonzero().flatten(), b * CUM_ROWS
-            c = self.last[1] if self.last[0] == s else self._block(s, self.ends[b - 1] if b else None)
+            c = self.last[1] if self.last[0] == s else self._block(s, float(self.ends[b - 1]) if b else None)
             out[sel] = torch.searchsorted(c, r[sel.to(r.device)].to(c.device)).clamp_max_(len(c) - 1) + s
         return out.to(r.device)
 
