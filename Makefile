@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kmeans_lessons_installed
 
-.PHONY: lab test setup export sync bench bench-auto bench-estep bench-bounds bench-meanshift bench-balanced docs-html check-claims
+.PHONY: lab test setup export sync bench bench-auto bench-estep bench-overhead bench-bounds bench-meanshift bench-balanced docs-html check-claims
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-estep: $(STAMP)
 # algorithm='auto' against each algorithm's whole fit, structureless and blob data, 5 and 50 iterations (issue 18).
 bench-auto: $(STAMP)
 	$(BIN)/python benchmarks/bench_auto.py
+
+# Per-call overhead against scikit-learn (digits with n_init=10, colour quantisation's predict, transform, the first
+# fit in a fresh process), the peak memory of an in-memory fit, and default fits (issue 18); a few minutes.
+bench-overhead: $(STAMP)
+	$(BIN)/python benchmarks/bench_overhead.py
 
 # Bound-based k-means (lesson 05b) against scikit-learn (lloyd, elkan) and faiss; several minutes.
 bench-bounds: $(STAMP)

@@ -18,6 +18,7 @@ from .assignment import assign
 from .lloyd import INITS, kmeans_plusplus_indices
 from .bounds import ALGORITHMS, STRATEGIES, choose_algorithm
 from .engine import Rows, Comm, fit_any, metric
+from .kernels import kernel_available, lloyd_pass
 
 # %% ../nbs/91_estimators.ipynb #5428f79e
 def output_like(X): # the caller's input: a tensor, or anything else (NumPy, list, DataFrame)
@@ -167,8 +168,8 @@ class KMeans(KMeansBase):
     random_state : int, None, torch.Generator or NumPy random state, default=None
         Seeds every random choice (the initialisation); an int gives the same result every time.
     copy_x : bool, default=True
-        Accepted for scikit-learn compatibility; it has no effect, because `X` is never changed (centring makes
-        a new tensor).
+        Accepted for scikit-learn compatibility; it has no effect, because `X` is never changed: centring writes
+        each block, as it is used, into a buffer (small data: into one centred copy).
     algorithm : {'auto', 'lloyd', 'hamerly', 'yinyang', 'elkan'}, default='auto'
         The E-step of the one engine (`94_engine`). All give Lloyd's labels and iterations; 'hamerly' (one lower
         bound per point), 'yinyang' (one per group of centres) and 'elkan' (one per centre: (N, k) bounds, which
@@ -287,10 +288,12 @@ def fit(self:KMeans, X, y=None, sample_weight=None, *, process_group=None):
 
 @patch
 def _callable_init(self:KMeans, X, out):
-    """The engine's form of a callable `init`: called with the centred data in memory, as scikit-learn's is (the
-    caller's memmap or path when streamed), and a NumPy RandomState drawn from the fit's generator."""
+    """The engine's form of a callable `init`: called with the centred data in memory, as scikit-learn's is (a
+    centred copy made for the call; the caller's memmap or path when streamed), and a NumPy RandomState drawn from
+    the fit's generator."""
     def init(rows, shift, g):
-        if not rows.streamed: return self._check_init(rows.data, self.n_clusters, g, out)
+        if not rows.streamed:
+            return self._check_init(rows.data if shift is None else rows.data - shift, self.n_clusters, g, out)
         rs = np.random.RandomState(int(torch.randint(2**31 - 1, (1,), generator=g)))
         try: C = self.init(X, self.n_clusters, random_state=rs)
         except TypeError: C = self.init(X, self.n_clusters)
@@ -343,11 +346,17 @@ def _prepare(self:KMeansBase, X):
     if rows.n == 0: raise ValueError(f"X is empty: 0 sample(s) (shape={tuple(rows.data.shape)})")
     return C, _finite_blocks(rows, C.dtype)
 
+def _nearest(x, C, dist, memory_budget):
+    """The nearest centre and the squared distance to it, (b,) each, for the rows `x` (b, D): the compiled kernel's
+    sweep (`lloyd_pass`, 95_kernels) for the exact Euclidean distance on the CPU, else lesson 02's `assign`."""
+    if metric(dist) and x.device.type == 'cpu' and len(x) and kernel_available(): return lloyd_pass(x, C)[:2]
+    return assign(x, C, dist, memory_budget=memory_budget)
+
 @patch
 def _assign(self:KMeansBase, X):
     "The nearest centre and the distance to it, (N,) each, for every row of `X`."
     C, blocks = self._prepare(X)
-    parts = [assign(x, C, self.distance_, memory_budget=self.memory_budget) for x in blocks]   # (b,), (b,) each
+    parts = [_nearest(x, C, self.distance_, self.memory_budget) for x in blocks]   # (b,), (b,) each
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 @patch

@@ -77,3 +77,52 @@ def test_small_budget_same_result_as_default():
     a = KMeans(20, random_state=1).fit(X)
     b = KMeans(20, random_state=1, memory_budget=8192).fit(X)
     assert torch.equal(a.labels_, b.labels_) and torch.equal(a.cluster_centers_, b.cluster_centers_)
+
+
+_PEAK_CODE = """
+import os, resource, sys, zlib, numpy as np
+from kmeans_lessons import KMeans
+N, D, dtype, init, n_init = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+X, rng = np.empty((N, D), dtype), np.random.default_rng(0)
+for s in range(0, N, 65536):                       # no temporary as big as the data
+    X[s:s + 65536] = rng.standard_normal((len(X[s:s + 65536]), D)) + 5     # off the origin: the fit centres
+crc = zlib.crc32(X)
+rss = int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+km = KMeans(20, init=init, n_init=n_init, max_iter=3, random_state=0).fit(X)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+assert len(km.labels_) == N and np.isfinite(km.cluster_centers_).all()
+print(rss, peak, X.nbytes, int(zlib.crc32(X) == crc))
+"""
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc/self/statm')
+@pytest.mark.parametrize('D,dtype,init,n_init', [(4, 'float32', 'k-means++', 1), (4, 'float32', 'random', 2),
+                                                 (64, 'float64', 'k-means++', 1)])
+def test_in_memory_fit_needs_at_most_one_more_copy_of_the_data(D, dtype, init, n_init):
+    """The peak RSS of an in-memory fit of 256 MB of NumPy data is at most twice the data, plus a fixed allowance
+    (the interpreter, torch, the allocator's cached blocks): no centred or converted copy is made, labels take the
+    smallest integer type, and the caller's array comes back unchanged (issue 18). D=4 float32 is the hardest
+    case: the per-row vectors (labels, distances, k-means++'s) weigh most against 16 bytes of data per row."""
+    nbytes = 256 * 10**6
+    N = nbytes // (D * np.dtype(dtype).itemsize)
+    out = subprocess.run([sys.executable, '-c', _PEAK_CODE, str(N), str(D), dtype, init, str(n_init)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    rss, peak, size, unchanged = (int(v) for v in out)
+    assert unchanged == 1, "the fit modified the caller's data"
+    allowance = 96 * 2**20
+    assert peak - rss <= size + allowance, f"the fit took {(peak - rss) / 1e6:.0f} MB beyond {size / 1e6:.0f} MB of data"
+
+
+@pytest.mark.parametrize('n', [1, 5, 2**16, 2**16 + 1, 5 * 2**16 + 17])
+def test_kmeans_plusplus_draws_search_the_running_sums_a_block_at_a_time(n):
+    "k-means++'s draws hold a block of running sums at a time, and find exactly what one float64 cumsum finds."
+    from kmeans_lessons.engine import _Cumulated
+    g = torch.Generator().manual_seed(n)
+    m = torch.rand(n, generator=g)
+    m[torch.rand(n, generator=g) < 0.3] = 0                           # zero masses: ties in the running sums
+    full = torch.cumsum(m, 0, dtype=torch.float64)                     # (n,) the reference, all at once
+    c = _Cumulated(m)
+    assert c.total().item() == full[-1].item()
+    r = torch.cat([torch.rand(200, generator=g, dtype=torch.float64) * full[-1],
+                   full[torch.randint(n, (50,), generator=g)],        # exactly on a running sum
+                   full[-1:] * 1.5, torch.zeros(1, dtype=torch.float64)])
+    assert torch.equal(c.search(r), torch.searchsorted(full, r).clamp_max_(n - 1))
