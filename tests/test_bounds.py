@@ -179,7 +179,7 @@ def test_elkan_pair_tests_are_used(monkeypatch):
     assert sy.groups.t == 100 and len(se.computed) == len(sy.computed) == re['n_iter'] + 1
     assert se.computed[0] == sy.computed[0] == 1.0                    # the first pass scores everything
     e, y, h = sum(se.computed[1:]), sum(sy.computed[1:]), sum(sh.computed[1:])
-    assert e < 0.6 * y and e < 0.05 * h, (e, y, h)                     # measured: 0.031, 0.081, about 10
+    assert e < 0.6 * y and e < 0.05 * h, (e, y, h)                     # measured: 0.029, 0.063, 8.3
     ref = engine_lloyd(X, C, max_iter=100, tol=0.0)
     for r in (re, ry, rh):
         assert torch.equal(r['labels'], ref['labels']) and r['n_iter'] == ref['n_iter']
