@@ -15,6 +15,10 @@ Tables:
    `nearest2` given last iteration's labels (value-only `amin` over the other centres, `min(1)` only where the label
    may change).
 5. Where Hamerly's time goes, part by part, and its mean share of points skipped: why a shape misses.
+6. (`--elkan`, alone) Elkan's exact algorithm against Yinyang and scikit-learn's elkan, N=1e5, D in {2, 16, 64},
+   k in {100, 1000}, on blobs and on structureless normal data: time of a fixed number of iterations from the same
+   init (one run each, interleaved) and the share of the N*(k-1) distances to other centres our bounds computed
+   (iterations 2..).
 The per-iteration Lloyd table stays in benchmarks/bench_kmeans.py (`make bench`).
 
 Our data are centred first, as `KMeans.fit` does. All peers run float32 on the CPU.
@@ -208,10 +212,54 @@ def table_split(shapes, iters=20):
         for name, f in orig.items(): setattr(B, name, f)
 
 
+def table_elkan(n, iters, dims=(2, 16, 64), ks=(100, 1000)):
+    "Ours (lloyd, hamerly, yinyang, elkan) and scikit-learn's elkan, `iters` iterations from the same init."
+    from kmeans_lessons.bounds import STRATEGIES, run_strategy
+    print(f"\n6. Elkan: {iters} iterations from the same init, N={n:.0e}, seconds (one run each, interleaved); "
+          "'computed': mean share of the N*(k-1) distances to other centres computed, iterations 2..:\n")
+    names = ('lloyd', 'hamerly', 'yinyang', 'elkan')
+    print("| data | D | k | " + " | ".join(names) + " | sk elkan | elkan / yinyang | elkan / sk elkan "
+          "| computed: hamerly | yinyang | elkan | iterations (ours, sk) |")
+    print("|---|---|---|" + "---|" * (len(names) + 7))
+    for kind in ('blobs', 'normal'):
+        for d in dims:
+            for k in ks:
+                if kind == 'blobs': X, init = data(n, d, k)
+                else:
+                    rng = np.random.default_rng(1)
+                    X = rng.standard_normal((n, d)).astype(np.float32)
+                    init = X[rng.choice(n, k, replace=False)].copy()
+                Xt, C0 = torch.from_numpy(X), torch.from_numpy(init)
+                shift = Xt.mean(0)                                     # centred, as KMeans.fit does
+                Xc, Cc = Xt - shift, C0 - shift
+                steps, runs = {}, {}
+                for name in names:
+                    def run(name=name):
+                        def make(*a, **kw):
+                            steps[name] = STRATEGIES[name](*a, **kw)
+                            return steps[name]
+                        r = run_strategy(Xc, Cc, None, make, max_iter=iters, tol=0, keep_history=False,
+                                         memory_budget=max(2**28, 2 * n * k * 4))
+                        return r['n_iter'], r['labels']
+                    runs[name] = run
+                runs['sk elkan'] = sklearn_run('elkan', X, init, iters)
+                t, out = interleaved(runs, 1)
+                for name in names[1:]:                                 # exact: Lloyd's labels
+                    assert torch.equal(out[name][1], out['lloyd'][1]), (kind, d, k, name)
+                comp = {m: np.mean(steps[m].computed[1:-1]) for m in names[1:]}
+                print(f"| {kind} | {d} | {k} | " + " | ".join(f"{t[m]:.2f}" for m in names)
+                      + f" | {t['sk elkan']:.2f} | {t['elkan'] / t['yinyang']:.2f} | {t['elkan'] / t['sk elkan']:.2f} | "
+                      + " | ".join(f"{comp[m]:.2%}" for m in names[1:])
+                      + f" | {out['lloyd'][0]}, {out['sk elkan'][0]} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--quick', action='store_true', help='small N, one repeat: for development')
+    ap.add_argument('--elkan', action='store_true', help="only table 6, Elkan's algorithm")
     args = ap.parse_args()
+    if args.elkan:
+        return table_elkan(20_000 if args.quick else 100_000, 10)
     import sklearn, faiss
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}, "
           f"faiss {faiss.__version__}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")

@@ -8,11 +8,12 @@ from kmeans_lessons.assignment import assign
 from kmeans_lessons.distances import SqEuclidean
 from kmeans_lessons.lloyd import lloyd
 from kmeans_lessons.bounds import (hamerly, yinyang, elkan, nearest2, lloyd_rows, ALGORITHMS, STRATEGIES,
-                                   choose_algorithm, _run)
+                                   choose_algorithm, run_strategy)
+from kmeans_lessons.bounds import ElkanStep, YinyangStep
 from kmeans_lessons.engine import LloydStep
 
 
-def engine_lloyd(X, C, distance=None, **kw): return _run(X, C, distance, LloydStep, **kw)
+def engine_lloyd(X, C, distance=None, **kw): return run_strategy(X, C, distance, LloydStep, **kw)
 
 
 def _blobs(n, d, k, seed=0, scale=3.0):
@@ -152,6 +153,50 @@ def test_elkan_bounds_must_fit_the_budget():
     _same_as_lloyd(X, C, elkan, 0.0, memory_budget=2000 * 30 * 4)
 
 
+def _with_step(strategy, X, C, **kw):
+    "A run of `strategy` from `C`, and the strategy object it ran (its `computed`: share of N*k distances, per pass)."
+    steps = []
+    def make(*a, **k):
+        steps.append(strategy(*a, **k))
+        return steps[-1]
+    return run_strategy(X, C, None, make, **kw), steps[0]
+
+
+def test_elkan_pair_tests_are_used(monkeypatch):
+    "Elkan's per-pair tests (u <= l(x, c) and u <= d(c(x), c) / 2) leave fewer distances to compute than the same"
+    "per-centre bounds with only the first test (Yinyang with one group per centre), and far fewer than Hamerly, on"
+    "blobs (full rows off, so that only the tests decide); the result is our Lloyd's and scikit-learn's"
+    "algorithm='elkan' from the same init."
+    from sklearn.cluster import KMeans as SK
+    import kmeans_lessons.bounds as bounds
+    monkeypatch.setattr(bounds, 'ELKAN_FULL_ROW', 2.0)
+    monkeypatch.setattr(bounds, 'FULL_ROW', 2.0)
+    X, C = _blobs(5000, 2, 100)
+    X, C = (X - X.mean(0)).double(), (C - X.mean(0)).double()
+    re, se = _with_step(ElkanStep, X, C, max_iter=100, tol=0.0)
+    ry, sy = _with_step(YinyangStep, X, C, max_iter=100, tol=0.0, n_groups=100)
+    rh, sh = _with_step(STRATEGIES['hamerly'], X, C, max_iter=100, tol=0.0)
+    assert sy.groups.t == 100 and len(se.computed) == len(sy.computed) == re['n_iter'] + 1
+    assert se.computed[0] == sy.computed[0] == 1.0                    # the first pass scores everything
+    e, y, h = sum(se.computed[1:]), sum(sy.computed[1:]), sum(sh.computed[1:])
+    assert e < 0.6 * y and e < 0.05 * h, (e, y, h)                     # measured: 0.029, 0.063, 8.3
+    ref = engine_lloyd(X, C, max_iter=100, tol=0.0)
+    for r in (re, ry, rh):
+        assert torch.equal(r['labels'], ref['labels']) and r['n_iter'] == ref['n_iter']
+        assert torch.equal(r['centres'], ref['centres'])
+    sk = SK(100, init=C.numpy(), n_init=1, max_iter=100, tol=0.0, algorithm='elkan').fit(X.numpy())
+    assert (sk.labels_ == re['labels'].numpy()).all() and sk.n_iter_ == re['n_iter']
+    torch.testing.assert_close(re['centres'], torch.from_numpy(sk.cluster_centers_))
+
+
+def test_bounds_bytes():
+    "What each strategy keeps beside the rows: |x| (N,), plus Hamerly's (N,), Yinyang's (N, t), Elkan's (N, k) + (N,)."
+    X, C = _blobs(1000, 4, 30)
+    sizes = {s: _with_step(s, X, C, max_iter=2)[1].bounds_bytes for s in (STRATEGIES['hamerly'], YinyangStep, ElkanStep)}
+    assert list(sizes.values()) == [2 * 1000 * 4, 1000 * 4 * (1 + 3), 1000 * 4 * (2 + 30)]
+    assert STRATEGIES['lloyd'].bounds_bytes == 0
+
+
 def test_skipping_happens():
     X, C = _blobs(20000, 4, 50)
     r = hamerly(X, C, max_iter=40)
@@ -180,3 +225,15 @@ def test_choose_algorithm():
     assert choose_algorithm(10**5, 64, 50) == 'lloyd'                  # few centres
     assert choose_algorithm(10**5, 256, 200) == 'lloyd'                # high D, not enough centres
     assert choose_algorithm(10**5, 4, 200, 'cuda') == 'lloyd'          # not measured on a GPU
+    # never Elkan: slower than the fastest of the others in 11 of 12 shapes at N=1e5 (bench_bounds.py --elkan)
+    assert all(choose_algorithm(n, d, k) != 'elkan' for n in (10**4, 10**6) for d in (2, 64, 512) for k in (10, 5000))
+
+
+@pytest.mark.parametrize('full_row', [0.0, 2.0])
+@pytest.mark.parametrize('case', ['blobs float32', 'far from origin float64', 'grid ties', 'empty clusters'])
+def test_elkan_full_rows_and_pairs_alone(monkeypatch, full_row, case):
+    "Both of Elkan's ways to score a point, each alone (every point a full row; only gathered pairs), give Lloyd's result."
+    import kmeans_lessons.bounds as bounds
+    monkeypatch.setattr(bounds, 'ELKAN_FULL_ROW', full_row)
+    X, C = CASES[case]
+    _same_as_lloyd(X, C, elkan, 0.0, lesson=case not in ILL_CONDITIONED)

@@ -4,9 +4,9 @@ back as NumPy for NumPy input, as scikit-learn's do. Sizes are scikit-learn's (a
 
 Adapted (ported, with the difference named in the test):
 - `global_random_seed` is scikit-learn's default seed, 42; `global_dtype` runs float64 and float32.
-- Only the dense containers (sparse: see below). Where scikit-learn runs ['lloyd', 'elkan'] we run our exact
-  algorithms ['lloyd', 'hamerly', 'yinyang']; test_kmeans_elkan_results and test_kmeans_elkan_iter_attribute
-  compare 'hamerly' and 'yinyang' with 'lloyd'.
+- Only the dense containers (sparse: see below). Where scikit-learn runs ['lloyd', 'elkan'] we run all our exact
+  algorithms ['lloyd', 'hamerly', 'yinyang', 'elkan'] (our 'elkan' is Elkan's algorithm, as scikit-learn's);
+  test_kmeans_elkan_results and test_kmeans_elkan_iter_attribute compare each bound-based one with 'lloyd'.
 - Error and warning messages: ours name the bad value and the fix in our own words (the tests match our wording;
   the exception and warning classes are scikit-learn's: ours subclass them when scikit-learn is loaded).
 - test_kmeans_verbose: verbose=1 shows a tqdm bar and one closing line ("converged after N iterations") for every
@@ -56,7 +56,7 @@ from kmeans_lessons.lloyd import INITS
 from kmeans_lessons.validation import check_random_state
 
 SEED = 42                                      # scikit-learn's default global_random_seed
-ALGOS = ["lloyd", "hamerly", "yinyang"]        # scikit-learn's ["lloyd", "elkan"]: our exact algorithms
+ALGOS = ["lloyd", "hamerly", "yinyang", "elkan"]   # scikit-learn's ["lloyd", "elkan"]: our exact algorithms
 DTYPES = [np.float64, np.float32]              # global_dtype
 
 # non centered, sparse centers to check the
@@ -127,7 +127,7 @@ def test_kmeans_relocated_clusters(algo):
 
 @pytest.mark.parametrize("distribution", ["normal", "blobs"])
 @pytest.mark.parametrize("tol", [1e-2, 1e-8, 1e-100, 0])
-@pytest.mark.parametrize("algo", ["hamerly", "yinyang"])
+@pytest.mark.parametrize("algo", ["hamerly", "yinyang", "elkan"])
 def test_kmeans_elkan_results(distribution, tol, algo):
     # Check that results are identical between lloyd and the bound-based algorithms (scikit-learn: elkan)
     rnd = np.random.RandomState(SEED)
