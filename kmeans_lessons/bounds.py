@@ -16,7 +16,8 @@ from .assignment import chunk_rows, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 from .lloyd import lloyd
 from .engine import Rows
-from .engine import LloydStep, run_lloyd, metric
+from .engine import LloydStep, run_lloyd, metric, kernel_method
+from .kernels import labels_at, places
 
 INF = float('inf')
 
@@ -118,41 +119,36 @@ def lloyd_dists(X, C, rows):
         labels[s:s + rows], d[s:s + rows], d2[s:s + rows] = i, (v + xx).clamp_min_(0), v2 + xx
     return labels, d, d2
 
-def lloyd_rows(X, C, ii, rows):
+def lloyd_rows(X, C, ii, rows, kernel=None):
     """Lloyd's own (label, score, second score) for the points `ii`, (n,) each, with Lloyd's
     rounding. A BLAS may round a row differently in a GEMM of another shape (MKL does), but a row's
     result doesn't depend on the other rows' values: so each point is scored at its own place in a
-    block of the shape `assign` gave it, the other rows zero. One GEMM serves every block's near
-    ties."""
+    block of the shape `assign` gave it, the other rows zero (`places`). One GEMM serves every
+    block's near ties. With `kernel` (the engine's Lloyd runs the compiled kernel): the kernel's
+    label, its score, and the smallest score of all in place of the second."""
     N, D = X.shape
     cc = (C * C).sum(1)
+    if kernel is not None:
+        lab = labels_at(X, C, ii)
+        s = scores(X[ii], C, cc)                                       # (n, k)
+        return lab, s.gather(1, lab[:, None])[:, 0], s.amin(1)
     lab, v, v2 = torch.empty_like(ii), X.new_empty(len(ii)), X.new_empty(len(ii))
-    pos = ii % rows                                                   # (n,) place in its block
-    height = (N - (ii - pos)).clamp(max=rows)                          # (n,) rows in its block
-    todo = torch.arange(len(ii), device=X.device)
-    while len(todo):
-        key = height[todo] * rows + pos[todo]
-        order = key.argsort(stable=True)
-        first = torch.ones(len(todo), dtype=torch.bool, device=X.device)
-        first[1:] = key[order][1:] != key[order][:-1]  # one point per place and shape
-        now = todo[order[first]]
-        for h in torch.unique(height[now]).tolist():
-            sel = now[height[now] == h]
-            Z = X.new_zeros(h, D)
-            Z[pos[sel]] = X[ii[sel]]
-            s = scores(Z, C, cc)[pos[sel]]                            # (m, k) Lloyd's rounding
-            vb, i = s.min(1)
-            s.scatter_(1, i[:, None], INF)
-            lab[sel], v[sel], v2[sel] = i, vb, s.amin(1) if s.shape[1] > 1 else INF
-        todo = todo[order[~first]]
+    for h, sel, pos in places(ii, N, rows):
+        Z = X.new_zeros(h, D)
+        Z[pos] = X[ii[sel]]
+        s = scores(Z, C, cc)[pos]                                      # (m, k) Lloyd's rounding
+        vb, i = s.min(1)
+        s.scatter_(1, i[:, None], INF)
+        lab[sel], v[sel], v2[sel] = i, vb, s.amin(1) if s.shape[1] > 1 else INF
     return lab, v, v2
 
 # %% ../nbs/05b_bounds.ipynb #585fdd30
 SPARSE = 0.5   # below this share skipped, reassign in Lloyd's own blocks: no gathers, no near ties
 
-def hamerly_step(X, C, labels, low, rows, drows, slack):
+def hamerly_step(X, C, labels, low, rows, drows, slack, kernel=None):
     """One E-step with Hamerly's bounds: `low` (N,) bounds the distance to the second-nearest
-    centre. Updates `labels` and `low` in place. Returns (d (N,), changed, fraction skipped)."""
+    centre. Updates `labels` and `low` in place. Returns (d (N,), changed, fraction skipped).
+    `kernel`: the engine's Lloyd runs the compiled kernel, whose rounding settles near ties."""
     N = X.shape[0]
     d = own_sq_dists(X, C, labels, drows)                             # (N,)
     up = slack.up(d)  # (N,) >= distance to own centre
@@ -174,8 +170,9 @@ def hamerly_step(X, C, labels, low, rows, drows, slack):
         for s in range(0, len(idx), rows):
             b, ii = slice(s, s + rows), idx[s:s + rows]
             lab[b], v[b], v2[b] = nearest2(X[ii], C, cc, labels[ii])
+    if kernel is not None or skipped >= SPARSE:  # Lloyd's own blocks settle near ties only for assign
         near = (v2 - v <= 4 * err[idx]).nonzero().squeeze(1)  # rounding may pick the winner
-        if near.numel(): lab[near], v[near], v2[near] = lloyd_rows(X, C, idx[near], rows)
+        if near.numel(): lab[near], v[near], v2[near] = lloyd_rows(X, C, idx[near], rows, kernel)
     low[idx] = slack.down(v2 + slack.xnorm[idx] ** 2, err[idx])
     return d, move(X, C, labels, d, idx, lab), skipped
 
@@ -290,7 +287,7 @@ def near_ties(ii, v, runner, lbi, e, slack):
     return near
 
 # %% ../nbs/05b_bounds.ipynb #283997c3
-def yinyang_start(X, C, groups, rows, lrows, slack):
+def yinyang_start(X, C, groups, rows, lrows, slack, kernel=None):
     "Assign every point; its group bounds, (N, t), come from the full rows of scores."
     N = X.shape[0]
     Cs, ccs = groups.layout(C)
@@ -308,7 +305,7 @@ def yinyang_start(X, C, groups, rows, lrows, slack):
         near.append(ii[near_ties(ii, v, gm.amin(1), lbi, e, slack)])
         labels[s:s + rows], d[s:s + rows], lb[s:s + rows] = lab, (v + xx).clamp_min_(0), lbi
     near = torch.cat(near)
-    if near.numel(): labels[near] = lloyd_rows(X, C, near, lrows)[0]
+    if near.numel(): labels[near] = lloyd_rows(X, C, near, lrows, kernel)[0]
     return labels, d, lb
 
 # %% ../nbs/05b_bounds.ipynb #cf276ac0
@@ -343,7 +340,7 @@ def yinyang_groups(X, C, Cs, ccs, groups, ii, look, lab, lbi, e, slack):
     lab[part], lbi[part] = new[part], lbp
     return near
 
-def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack):
+def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack, kernel=None):
     """One E-step with Yinyang's bounds: `lb` (N, t) bounds the distance to each group's centres
     (the own centre left out). Updates `labels` and `lb` in place. Returns (d (N,), changed,
     fraction skipped)."""
@@ -377,7 +374,7 @@ def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack):
             near.append(s + yinyang_groups(X, C, Cs, ccs, groups, ii, look, li, lbi, e, slack))
         lab[s:s + rows], lb[ii] = li, lbi
     near = torch.cat(near) if near else idx[:0]
-    if near.numel(): lab[near] = lloyd_rows(X, C, idx[near], lrows)[0]
+    if near.numel(): lab[near] = lloyd_rows(X, C, idx[near], lrows, kernel)[0]
     return d, move(X, C, labels, d, idx, lab), 1 - len(idx) / N
 
 # %% ../nbs/05b_bounds.ipynb #5a7e9b01
@@ -385,7 +382,8 @@ class BoundStep:
     """What the bound strategies share: a metric check, the block sizes, each point's |x| (N,) kept
     beside its row from the first pass (`Slack` reads it), and the fraction of points skipped in
     the last pass. Bounds belong to points: (N,) or (N, t) tensors beside the rows, in memory
-    even when the rows are streamed."""
+    even when the rows are streamed. `kernel`: the compiled kernel's path when the engine's Lloyd
+    runs it; then the engine sums these strategies' rows with it too, and near ties take its labels."""
     name = None
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None):
         if not metric(dist):
@@ -400,6 +398,7 @@ class BoundStep:
         self.xnorm = torch.zeros(N, dtype=rows.dtype, device=dev)  # (N,) |x|, from the first pass
         self.eps, self.rho = torch.finfo(rows.dtype).eps, (D + 4) * torch.finfo(rows.dtype).eps
         self.n, self.skipped = N, 0.0
+        self.kernel = kernel_method(rows, k, dist)
 
     def begin(self, C): self.C, self._looked = C, 0
 
@@ -424,12 +423,18 @@ class HamerlyStep(BoundStep):
     def block(self, s, x, labels, first):
         sl, low = self.slack(s, x, first), self.low[s:s + len(x)]
         if first:
-            lab, _, d2 = lloyd_dists(x, self.C, self.rows)
+            lab, d1, d2 = lloyd_dists(x, self.C, self.rows)
+            err = sl.score_err(self.C)
+            if self.kernel is not None:                                # the kernel's rounding decides near ties
+                near = (d2 - d1 <= 4 * err).nonzero().squeeze(1)
+                if near.numel():
+                    lab[near], _, v2 = lloyd_rows(x, self.C, near, self.rows, self.kernel)
+                    d2[near] = v2 + sl.xnorm[near] ** 2
             labels.copy_(lab)
-            low.copy_(sl.down(d2, sl.score_err(self.C)))
+            low.copy_(sl.down(d2, err))
             self.count(len(x), 0.0)
             return own_sq_dists(x, self.C, labels, self.drows)
-        d, _, skipped = hamerly_step(x, self.C, labels, low, self.rows, self.drows, sl)
+        d, _, skipped = hamerly_step(x, self.C, labels, low, self.rows, self.drows, sl, self.kernel)
         self.count(len(x), skipped)
         return d
 
@@ -462,13 +467,13 @@ class YinyangStep(BoundStep):
     def block(self, s, x, labels, first):
         sl, lb = self.slack(s, x, first), self.lb[s:s + len(x)]
         if first:
-            lab, _, lbi = yinyang_start(x, self.C, self.groups, self.grows, self.rows, sl)
+            lab, _, lbi = yinyang_start(x, self.C, self.groups, self.grows, self.rows, sl, self.kernel)
             labels.copy_(lab)
             lb.copy_(lbi)
             self.count(len(x), 0.0)
             return own_sq_dists(x, self.C, labels, self.drows)
         d, _, skipped = yinyang_step(x, self.C, labels, lb, self.groups, self.grows, self.rows,
-                                     self.drows, sl)
+                                     self.drows, sl, self.kernel)
         self.count(len(x), skipped)
         return d
 
