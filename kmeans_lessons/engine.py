@@ -22,7 +22,7 @@ from .distances import get_distance, Distance, SqEuclidean
 from .cosine_iou import CosineDistance
 from .assignment import assign, chunk_rows, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
-from .kernels import lloyd_pass, cluster_sums, plan
+from .kernels import lloyd_pass, cluster_sums, plan, label_dists, block_moments
 from .lloyd import progress_bar, draw_weights
 from .validation import InvalidParameterError, Interval, check_int, check_array
 from .validation import check_sample_weight, check_random_state, check_squares
@@ -196,9 +196,15 @@ def local_moments(rows,     # a `Rows`
     """Count, mean (D,) and M2 (D,), the sum of squared deviations, of `rows`, in float64, in one
     pass over the blocks (merged chunk by chunk), as `Moments` (with `top`, the largest absolute
     value); raises a ValueError naming the rows if a value is NaN or inf. With `fn`, the moments of
-    `fn(block)` (cosine's unit vectors)."""
+    `fn(block)` (cosine's unit vectors). On the CPU the compiled kernel does the pass (`block_moments`); a block
+    with a NaN or inf goes through torch's chunks again, for the message."""
     acc, top = (0, None, None), 0.0
     for s, x in rows.blocks():
+        fast = block_moments(x) if KERNEL and fn is None else None
+        if fast is not None and all(bool(torch.isfinite(m2).all()) for _, _, m2 in fast[0]):
+            for part in fast[0]: acc = merge_moments(acc, part)
+            top = max(top, fast[1])
+            continue
         if len(x): top = max(top, float(x.abs().amax()))              # NaN is caught below
         y = x if fn is None else fn(x)
         for j, c in chunks64(y):
@@ -480,7 +486,9 @@ class LloydStep:
     def moved(self, C_old, C_new, labels): pass
 
 def own_dists(x, C, labels):
-    "Squared distances of the rows `x` (b, D) to their centres `C[labels]`, by direct differences: no cancellation."
+    """Squared distances of the rows `x` (b, D) to their centres `C[labels]`, by direct differences: no cancellation.
+    On the CPU the compiled kernel sums them in float64 (`label_dists`), unless `KERNEL` is off."""
+    if KERNEL and x.device.type == 'cpu': return label_dists(x, C, labels)
     return ((x - C[labels]) ** 2).sum(1)
 
 # %% ../nbs/94_engine.ipynb #6c7b05bb
@@ -543,7 +551,7 @@ def _pass(rows, step, C, labels, dists, w, pre, shift, first, k, count_changes, 
         wb = None if w is None else w[s:e].to(x.device)
         if fused: d, sums = step.block_sums(s, x, lab, first, wb)      # (b,), ((k, D), (k,)) labels updated in place
         else: d, sums = step.block(s, x, lab, first), None             # (b,) labels updated in place
-        if final and fused: d = own_dists(x, C, lab)
+        if final and kernel == 'blocked': d = own_dists(x, C, lab)    # 'fused' distances are differences already
         _reduce_block(x, lab, d, wb, pre, buf, k, kernel, sums)
         if count_changes: buf[-1] += (old != lab).sum()
         labels[s:e], dists[s:e] = lab.to(labels.device, labels.dtype), d.to(dists.device)

@@ -175,3 +175,23 @@ def test_engine_runs_the_kernel_and_loads_it_once(monkeypatch):
     calls.clear()
     KMeans(8, init=X[:8].clone(), max_iter=3, tol=0).fit(X)
     assert not calls
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_label_dists_and_block_moments_against_float64(dtype):
+    "The engine's first pass (mean, M2, largest |x|) and the inertia's terms, against float64 brute force."
+    from kmeans_lessons.engine import merge_moments
+    g = torch.Generator().manual_seed(7)
+    X = (torch.randn(20_001, 5, generator=g) * 3 + 1e3).to(dtype)           # far from the origin: M2 by deviations
+    C, lab = X[:9].clone(), torch.randint(0, 9, (20_001,), generator=g)
+    ref = ((X.double() - C.double()[lab]) ** 2).sum(1)
+    torch.testing.assert_close(kernels.label_dists(X, C, lab).double(), ref, rtol=2 * torch.finfo(dtype).eps, atol=0)
+    parts, top = kernels.block_moments(X)
+    acc = (0, None, None)
+    for p in parts: acc = merge_moments(acc, p)
+    X64 = X.double()
+    assert acc[0] == 20_001 and top == float(X64.abs().max())
+    torch.testing.assert_close(acc[1], X64.mean(0), rtol=1e-14, atol=0)
+    torch.testing.assert_close(acc[2], ((X64 - X64.mean(0)) ** 2).sum(0), rtol=1e-10, atol=0)
+    X[123, 2] = float('nan')
+    assert not all(bool(torch.isfinite(m2).all()) for _, _, m2 in kernels.block_moments(X)[0])
