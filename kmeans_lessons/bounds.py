@@ -170,7 +170,7 @@ def hamerly_step(X, C, labels, low, rows, drows, slack, kernel=None):
         for s in range(0, len(idx), rows):
             b, ii = slice(s, s + rows), idx[s:s + rows]
             lab[b], v[b], v2[b] = nearest2(X[ii], C, cc, labels[ii])
-    if kernel is not None or skipped >= SPARSE:  # Lloyd's own blocks settle near ties only for assign
+    if kernel is not None or skipped >= SPARSE:  # Lloyd's blocks settle near ties for assign only
         near = (v2 - v <= 4 * err[idx]).nonzero().squeeze(1)  # rounding may pick the winner
         if near.numel(): lab[near], v[near], v2[near] = lloyd_rows(X, C, idx[near], rows, kernel)
     low[idx] = slack.down(v2 + slack.xnorm[idx] ** 2, err[idx])
@@ -382,8 +382,9 @@ class BoundStep:
     """What the bound strategies share: a metric check, the block sizes, each point's |x| (N,) kept
     beside its row from the first pass (`Slack` reads it), and the fraction of points skipped in
     the last pass. Bounds belong to points: (N,) or (N, t) tensors beside the rows, in memory
-    even when the rows are streamed. `kernel`: the compiled kernel's path when the engine's Lloyd
-    runs it; then the engine sums these strategies' rows with it too, and near ties take its labels."""
+    even when the rows are streamed. `kernel`: the compiled kernel's path when the engine's
+    Lloyd runs it; the engine then sums these strategies' rows with it too, and near ties take
+    its labels."""
     name = None
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None):
         if not metric(dist):
@@ -425,7 +426,7 @@ class HamerlyStep(BoundStep):
         if first:
             lab, d1, d2 = lloyd_dists(x, self.C, self.rows)
             err = sl.score_err(self.C)
-            if self.kernel is not None:                                # the kernel's rounding decides near ties
+            if self.kernel is not None:                # the kernel's rounding decides near ties
                 near = (d2 - d1 <= 4 * err).nonzero().squeeze(1)
                 if near.numel():
                     lab[near], _, v2 = lloyd_rows(x, self.C, near, self.rows, self.kernel)
@@ -434,7 +435,8 @@ class HamerlyStep(BoundStep):
             low.copy_(sl.down(d2, err))
             self.count(len(x), 0.0)
             return own_sq_dists(x, self.C, labels, self.drows)
-        d, _, skipped = hamerly_step(x, self.C, labels, low, self.rows, self.drows, sl, self.kernel)
+        d, _, skipped = hamerly_step(x, self.C, labels, low, self.rows, self.drows, sl,
+                                     self.kernel)
         self.count(len(x), skipped)
         return d
 
@@ -467,7 +469,8 @@ class YinyangStep(BoundStep):
     def block(self, s, x, labels, first):
         sl, lb = self.slack(s, x, first), self.lb[s:s + len(x)]
         if first:
-            lab, _, lbi = yinyang_start(x, self.C, self.groups, self.grows, self.rows, sl, self.kernel)
+            lab, _, lbi = yinyang_start(x, self.C, self.groups, self.grows, self.rows, sl,
+                                        self.kernel)
             labels.copy_(lab)
             lb.copy_(lbi)
             self.count(len(x), 0.0)
