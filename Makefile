@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kmeans_lessons_installed
 
-.PHONY: lab test setup export sync bench bench-auto bench-estep bench-overhead bench-bounds bench-meanshift bench-balanced docs-html check-claims
+.PHONY: lab test setup export sync bench bench-auto bench-growth bench-estep bench-overhead bench-bounds bench-meanshift bench-balanced docs-html check-claims
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ export: $(STAMP)
 sync: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash tools/check_sync.sh
 
+# Lloyd's whole fit at equal work (5 iterations, same init) against scikit-learn and faiss, N=1e5 grid (issue 18);
+# a few minutes, under the benchmark lock.
 bench: $(STAMP)
+	flock -x /tmp/bench.lock $(BIN)/python benchmarks/bench_kmeans.py --fit
+
+# Per-iteration times at two shapes, k-means++, and growth in N (time and peak memory).
+bench-growth: $(STAMP)
 	$(BIN)/python benchmarks/bench_kmeans.py --growth
 
 # One Lloyd iteration (E-step + sums): kernels.lloyd_pass against the torch path, scikit-learn and faiss (issue 18).

@@ -4,6 +4,8 @@ torch k-means, on the same data and the same initial centroids, in one process.
     python benchmarks/bench_kmeans.py            # the CPU table (a few minutes on 2 cores)
     python benchmarks/bench_kmeans.py --quick    # smaller repeats
     python benchmarks/bench_kmeans.py --growth   # also: time and memory as N grows (D=4, K=200)
+    python benchmarks/bench_kmeans.py --fit      # only (`make bench`): Lloyd's whole fit at equal work, 5 iterations
+                                                 # from the same init, ours / scikit-learn / faiss, N=1e5 grid
     python benchmarks/bench_kmeans.py --estep    # only: one Lloyd iteration (E-step + sums), kernels.lloyd_pass
                                                  # against the torch path, scikit-learn and faiss, N=1e5 grid
 
@@ -148,17 +150,71 @@ def main_estep(reps):
                   f"| {r['faiss']:.1f} | {r['kernel'] / r['scikit-learn']:.2f} | {r['kernel'] / r['faiss']:.2f} "
                   f"| {r['torch path'] / r['scikit-learn']:.2f} |", flush=True)
 
+def first_fit_cost():
+    "Seconds for the first and the second KMeans fit in a fresh process (import excluded; the kernel library cached)."
+    code = ("import time, torch; from kmeans_lessons import KMeans; X = torch.randn(2000, 8); "
+            "t = time.perf_counter(); KMeans(10, init=X[:10].clone(), max_iter=5, tol=0).fit(X); "
+            "a = time.perf_counter() - t; t = time.perf_counter(); "
+            "KMeans(10, init=X[:10].clone(), max_iter=5, tol=0).fit(X); print(a, time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[-2]), float(out[-1])
+
+def main_fit(quick=False):
+    "Lloyd's whole fit at equal work: 5 iterations from the same init (tol=0), ours against scikit-learn and faiss."
+    from kmeans_lessons import KMeans, kernels
+    from sklearn.cluster import KMeans as SK
+    import faiss
+    first, second = first_fit_cost()
+    print(f"kernel available: {kernels.kernel_available()}; a fresh process's first KMeans fit (2000 x 8, k=10, "
+          f"5 iterations) {first * 1e3:.0f} ms, its second {second * 1e3:.0f} ms (the difference: loading the kernel "
+          "library once, and torch's first calls)")
+    iters = 5
+    print(f"\nLloyd's whole fit, {iters} iterations from the same initial centres (tol=0), N=1e5 normal data, float32; "
+          "ms, median of interleaved repeats (5; 3 where a fit takes long). ours: KMeans(algorithm='lloyd'); "
+          "scikit-learn: KMeans(algorithm='lloyd', n_init=1); faiss: Kmeans(max_points_per_centroid=10**9)\n")
+    print("| D | k | kernel path | ours | scikit-learn | faiss | ours / sklearn | ours / faiss |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for D in (2, 4, 16, 64, 128):
+        for k in (8, 100, 1000):
+            rng = np.random.default_rng(D * 1000 + k)
+            X = rng.standard_normal((100_000, D)).astype(np.float32)
+            init = X[rng.choice(len(X), k, replace=False)].copy()
+            def ours(): return KMeans(k, init=init, max_iter=iters, tol=0, algorithm='lloyd').fit(X).n_iter_
+            def sk(): return SK(k, init=init, n_init=1, max_iter=iters, tol=0, algorithm='lloyd').fit(X).n_iter_
+            def fa():
+                km = faiss.Kmeans(D, k, niter=iters, max_points_per_centroid=10**9, min_points_per_centroid=1,
+                                  seed=1, verbose=False)
+                km.train(X, init_centroids=init)
+            fns = {'ours': ours, 'sklearn': sk, 'faiss': fa}
+            n_iter = {name: f() for name, f in fns.items()}                     # warm-up
+            assert n_iter['ours'] == n_iter['sklearn'], n_iter
+            big = k * D >= 100 * 64
+            reps = 2 if quick else 3 if big else 5
+            res = {name: [] for name in fns}
+            for _ in range(reps):
+                for name, f in fns.items(): res[name].append(timed(f) * 1e3)
+            r = {name: med(v) for name, v in res.items()}
+            ratios.append((r['ours'] / r['sklearn'], r['ours'] / r['faiss']))
+            print(f"| {D} | {k} | {kernels.plan(D, k, torch.float32)} | {r['ours']:.1f} | {r['sklearn']:.1f} "
+                  f"| {r['faiss']:.1f} | {r['ours'] / r['sklearn']:.2f} | {r['ours'] / r['faiss']:.2f} |", flush=True)
+    a, b = np.array(ratios).T
+    print(f"\nours / scikit-learn: at most {a.max():.2f} (median {np.median(a):.2f}); "
+          f"ours / faiss: at most {b.max():.2f} (median {np.median(b):.2f})")
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--quick', action='store_true')
     ap.add_argument('--growth', action='store_true')
     ap.add_argument('--estep', action='store_true')
+    ap.add_argument('--fit', action='store_true')
     args = ap.parse_args()
     reps = 3 if args.quick else 5
     import sklearn, faiss
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}, "
           f"faiss {faiss.__version__}, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
     if args.estep: return main_estep(reps)
+    if args.fit: return main_fit(args.quick)
     print("\nCPU, float32, same data and init for all; ms per Lloyd iteration (median):\n")
     print(f"| shape | kmeans_lessons | scikit-learn | faiss | naive torch | ours / sklearn | ours / faiss |")
     print(f"|---|---|---|---|---|---|---|")

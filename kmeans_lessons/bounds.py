@@ -7,17 +7,19 @@ __all__ = ['INF', 'SPARSE', 'bounds_apply', 'FULL_ROW', 'ELKAN_FULL_ROW', 'STRAT
            'own_sq_dists', 'centre_dists', 'centre_gaps', 'scores', 'nearest2', 'lloyd_dists', 'lloyd_rows',
            'hamerly_step', 'move', 'hamerly_decay', 'run_strategy', 'hamerly', 'balanced_groups', 'Groups',
            'group_rows', 'near_ties', 'yinyang_start', 'yinyang_groups', 'yinyang_step', 'BoundStep', 'HamerlyStep',
-           'YinyangStep', 'pair_scores', 'elkan_rows', 'elkan_step', 'elkan_start', 'ElkanStep', 'yinyang', 'elkan']
+           'YinyangStep', 'pair_scores', 'elkan_rows', 'elkan_step', 'elkan_start', 'ElkanStep', 'yinyang', 'elkan',
+           'AutoStep', 'strategy_for']
 
 # %% ../nbs/05b_bounds.ipynb #4fe6bbf3
-import math
+import functools, math, time
 import torch
 from .distances import get_distance, SqEuclidean
 from .assignment import chunk_rows, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 from .lloyd import lloyd
 from .engine import Rows
-from .engine import LloydStep, run_lloyd, metric
+from .engine import LloydStep, run_lloyd, metric, kernel_method, own_dists
+from .kernels import labels_at, places
 
 INF = float('inf')
 
@@ -124,42 +126,37 @@ def lloyd_dists(X, C, rows):
         labels[s:s + rows], d[s:s + rows], d2[s:s + rows] = i, (v + xx).clamp_min_(0), v2 + xx
     return labels, d, d2
 
-def lloyd_rows(X, C, ii, rows):
+def lloyd_rows(X, C, ii, rows, kernel=None):
     """Lloyd's own (label, score, second score) for the points `ii`, (n,) each, with Lloyd's
     rounding. A BLAS may round a row differently in a GEMM of another shape (MKL does), but a row's
     result doesn't depend on the other rows' values: so each point is scored at its own place in a
-    block of the shape `assign` gave it, the other rows zero. One GEMM serves every block's near
-    ties."""
+    block of the shape `assign` gave it, the other rows zero (`places`). One GEMM serves every
+    block's near ties. With `kernel` (the engine's Lloyd runs the compiled kernel): the kernel's
+    label, its score, and the smallest score of all in place of the second."""
     N, D = X.shape
     cc = (C * C).sum(1)
+    if kernel is not None:
+        lab = labels_at(X, C, ii)
+        s = scores(X[ii], C, cc)                                       # (n, k)
+        return lab, s.gather(1, lab[:, None])[:, 0], s.amin(1)
     lab, v, v2 = torch.empty_like(ii), X.new_empty(len(ii)), X.new_empty(len(ii))
-    pos = ii % rows                                                   # (n,) place in its block
-    height = (N - (ii - pos)).clamp(max=rows)                          # (n,) rows in its block
-    todo = torch.arange(len(ii), device=X.device)
-    while len(todo):
-        key = height[todo] * rows + pos[todo]
-        order = key.argsort(stable=True)
-        first = torch.ones(len(todo), dtype=torch.bool, device=X.device)
-        first[1:] = key[order][1:] != key[order][:-1]  # one point per place and shape
-        now = todo[order[first]]
-        for h in torch.unique(height[now]).tolist():
-            sel = now[height[now] == h]
-            Z = X.new_zeros(h, D)
-            Z[pos[sel]] = X[ii[sel]]
-            s = scores(Z, C, cc)[pos[sel]]                            # (m, k) Lloyd's rounding
-            vb, i = s.min(1)
-            s.scatter_(1, i[:, None], INF)
-            lab[sel], v[sel], v2[sel] = i, vb, s.amin(1) if s.shape[1] > 1 else INF
-        todo = todo[order[~first]]
+    for h, sel, pos in places(ii, N, rows):
+        Z = X.new_zeros(h, D)
+        Z[pos] = X[ii[sel]]
+        s = scores(Z, C, cc)[pos]                                      # (m, k) Lloyd's rounding
+        vb, i = s.min(1)
+        s.scatter_(1, i[:, None], INF)
+        lab[sel], v[sel], v2[sel] = i, vb, s.amin(1) if s.shape[1] > 1 else INF
     return lab, v, v2
 
 # %% ../nbs/05b_bounds.ipynb #585fdd30
 SPARSE = 0.5   # below this share skipped, reassign in Lloyd's own blocks: no gathers, no near ties
 
-def hamerly_step(X, C, labels, low, rows, drows, slack):
+def hamerly_step(X, C, labels, low, rows, drows, slack, kernel=None):
     """One E-step with Hamerly's bounds: `low` (N,) bounds the distance to the second-nearest
     centre. Updates `labels` and `low` in place. Returns (d (N,), changed, fraction skipped,
-    distances computed to centres other than the own)."""
+    distances computed to centres other than the own). `kernel`: the engine's Lloyd runs the
+    compiled kernel, whose rounding settles near ties."""
     N = X.shape[0]
     d = own_sq_dists(X, C, labels, drows)                             # (N,)
     up = slack.up(d)  # (N,) >= distance to own centre
@@ -181,8 +178,9 @@ def hamerly_step(X, C, labels, low, rows, drows, slack):
         for s in range(0, len(idx), rows):
             b, ii = slice(s, s + rows), idx[s:s + rows]
             lab[b], v[b], v2[b] = nearest2(X[ii], C, cc, labels[ii])
+    if kernel is not None or skipped >= SPARSE:  # Lloyd's blocks settle near ties for assign only
         near = (v2 - v <= 4 * err[idx]).nonzero().squeeze(1)  # rounding may pick the winner
-        if near.numel(): lab[near], v[near], v2[near] = lloyd_rows(X, C, idx[near], rows)
+        if near.numel(): lab[near], v[near], v2[near] = lloyd_rows(X, C, idx[near], rows, kernel)
     low[idx] = slack.down(v2 + slack.xnorm[idx] ** 2, err[idx])
     return d, move(X, C, labels, d, idx, lab), skipped, len(idx) * (C.shape[0] - 1)
 
@@ -310,7 +308,7 @@ def near_ties(ii, v, runner, lbi, e, slack):
     return near
 
 # %% ../nbs/05b_bounds.ipynb #283997c3
-def yinyang_start(X, C, groups, rows, lrows, slack):
+def yinyang_start(X, C, groups, rows, lrows, slack, kernel=None):
     "Assign every point; its group bounds, (N, t), come from the full rows of scores."
     N = X.shape[0]
     Cs, ccs = groups.layout(C)
@@ -328,7 +326,7 @@ def yinyang_start(X, C, groups, rows, lrows, slack):
         near.append(ii[near_ties(ii, v, gm.amin(1), lbi, e, slack)])
         labels[s:s + rows], d[s:s + rows], lb[s:s + rows] = lab, (v + xx).clamp_min_(0), lbi
     near = torch.cat(near)
-    if near.numel(): labels[near] = lloyd_rows(X, C, near, lrows)[0]
+    if near.numel(): labels[near] = lloyd_rows(X, C, near, lrows, kernel)[0]
     return labels, d, lb
 
 # %% ../nbs/05b_bounds.ipynb #cf276ac0
@@ -363,7 +361,7 @@ def yinyang_groups(X, C, Cs, ccs, groups, ii, look, lab, lbi, e, slack):
     lab[part], lbi[part] = new[part], lbp
     return near
 
-def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack):
+def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack, kernel=None):
     """One E-step with Yinyang's bounds: `lb` (N, t) bounds the distance to each group's centres
     (the own centre left out). Updates `labels` and `lb` in place. Returns (d (N,), changed,
     fraction skipped, distances computed to centres other than the own)."""
@@ -398,8 +396,9 @@ def yinyang_step(X, C, labels, lb, groups, rows, lrows, drows, slack):
             near.append(s + yinyang_groups(X, C, Cs, ccs, groups, ii, look, li, lbi, e, slack))
         lab[s:s + rows], lb[ii] = li, lbi
     near = torch.cat(near) if near else idx[:0]
-    if near.numel(): lab[near] = lloyd_rows(X, C, idx[near], lrows)[0]
+    if near.numel(): lab[near] = lloyd_rows(X, C, idx[near], lrows, kernel)[0]
     return d, move(X, C, labels, d, idx, lab), 1 - len(idx) / N, pairs
+
 
 # %% ../nbs/05b_bounds.ipynb #5a7e9b01
 class BoundStep:
@@ -407,7 +406,9 @@ class BoundStep:
     beside its row from the first pass (`Slack` reads it), the fraction of points skipped in
     the last pass, and `computed`: the share of the N*(k-1) distances to other centres computed,
     pass by pass. Bounds belong to points: (N,) or (N, t) tensors beside the rows, in memory
-    even when the rows are streamed."""
+    even when the rows are streamed. `kernel`: the compiled kernel's path when the engine's
+    Lloyd runs it; the engine then sums these strategies' rows with it too, and near ties take
+    its labels."""
     name = None
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None):
         if not metric(dist):
@@ -423,6 +424,7 @@ class BoundStep:
         self.eps, self.rho = torch.finfo(rows.dtype).eps, (D + 4) * torch.finfo(rows.dtype).eps
         self.n, self.skipped, self.computed = N, 0.0, []
         self.bounds_bytes = N * isz                                   # bytes kept beside the rows
+        self.kernel = kernel_method(rows, k, dist)
 
     def begin(self, C):
         self.C, self._looked, self._pairs = C, 0, 0
@@ -452,12 +454,19 @@ class HamerlyStep(BoundStep):
     def block(self, s, x, labels, first):
         sl, low = self.slack(s, x, first), self.low[s:s + len(x)]
         if first:
-            lab, _, d2 = lloyd_dists(x, self.C, self.rows)
+            lab, d1, d2 = lloyd_dists(x, self.C, self.rows)
+            err = sl.score_err(self.C)
+            if self.kernel is not None:                # the kernel's rounding decides near ties
+                near = (d2 - d1 <= 4 * err).nonzero().squeeze(1)
+                if near.numel():
+                    lab[near], _, v2 = lloyd_rows(x, self.C, near, self.rows, self.kernel)
+                    d2[near] = v2 + sl.xnorm[near] ** 2
             labels.copy_(lab)
-            low.copy_(sl.down(d2, sl.score_err(self.C)))
+            low.copy_(sl.down(d2, err))
             self.count(len(x), 0.0, len(x) * (self.C.shape[0] - 1))
             return own_sq_dists(x, self.C, labels, self.drows)
-        d, _, skipped, pairs = hamerly_step(x, self.C, labels, low, self.rows, self.drows, sl)
+        d, _, skipped, pairs = hamerly_step(x, self.C, labels, low, self.rows, self.drows, sl,
+                                            self.kernel)
         self.count(len(x), skipped, pairs)
         return d
 
@@ -491,13 +500,14 @@ class YinyangStep(BoundStep):
     def block(self, s, x, labels, first):
         sl, lb = self.slack(s, x, first), self.lb[s:s + len(x)]
         if first:
-            lab, _, lbi = yinyang_start(x, self.C, self.groups, self.grows, self.rows, sl)
+            lab, _, lbi = yinyang_start(x, self.C, self.groups, self.grows, self.rows, sl,
+                                        self.kernel)
             labels.copy_(lab)
             lb.copy_(lbi)
             self.count(len(x), 0.0, len(x) * (self.C.shape[0] - 1))
             return own_sq_dists(x, self.C, labels, self.drows)
         d, _, skipped, pairs = yinyang_step(x, self.C, labels, lb, self.groups, self.grows,
-                                            self.rows, self.drows, sl)
+                                            self.rows, self.drows, sl, self.kernel)
         self.count(len(x), skipped, pairs)
         return d
 
@@ -526,13 +536,13 @@ def elkan_rows(x, C, cc, e, slack):
     s.scatter_(1, j[:, None], INF)
     return j, v, s.amin(1), lbi
 
-def elkan_step(X, C, labels, lb, low, off, test_off, gcc, rows, lrows, drows, slack):
+def elkan_step(X, C, labels, lb, low, off, test_off, gcc, rows, lrows, drows, slack, kernel=None):
     """One E-step with Elkan's bounds: `lb` (N, k) holds, for each point and centre, a lower bound
     on their distance plus the centre's total shift when it was set (`off`, (k,) now): the bound
     now is `lb - off`; `test_off` >= `off` allows for rounding. `low` (N,) bounds the distance to
     every centre but the own one. Updates `labels`, `lb` and `low` in place. Returns (d (N,),
     changed, fraction of points whose distances were all skipped, distances computed to centres
-    other than the own)."""
+    other than the own). `kernel`: as for `hamerly_step`, its rounding settles near ties."""
     N, k = lb.shape
     d = own_sq_dists(X, C, labels, drows)                             # (N,)
     up = slack.up(d)                                                  # (N,) >= own distance
@@ -588,12 +598,12 @@ def elkan_step(X, C, labels, lb, low, off, test_off, gcc, rows, lrows, drows, sl
             low[iq[part]] = zq.amin(1)[part] * shrink                 # all but the new label
     near = (sec - best <= 4 * err[idx]).nonzero().squeeze(1)  # rounding may pick the winner
     if near.numel():
-        lab[near] = lloyd_rows(X, C, idx[near], lrows)[0]
+        lab[near] = lloyd_rows(X, C, idx[near], lrows, kernel)[0]
         jn = idx[near]                                                # every centre is this far:
         low[jn] = torch.minimum(low[jn], slack.down(best[near] + slack.xnorm[jn] ** 2, err[jn]))
     return d, move(X, C, labels, d, idx, lab), 1 - looked / max(N, 1), pairs
 
-def elkan_start(X, C, lb, low, rows, lrows, slack):
+def elkan_start(X, C, lb, low, rows, lrows, slack, kernel=None):
     "Assign every point from full rows of scores: its labels (N,), and every bound."
     N, k = lb.shape
     cc = (C * C).sum(1)
@@ -605,7 +615,7 @@ def elkan_start(X, C, lb, low, rows, lrows, slack):
         labels[b], v[b], v2[b], lb[b] = elkan_rows(X[b], C, cc, err[b], slack)
     near = (v2 - v <= 4 * err).nonzero().squeeze(1)
     if near.numel():
-        labels[near] = lloyd_rows(X, C, near, lrows)[0]
+        labels[near] = lloyd_rows(X, C, near, lrows, kernel)[0]
         v2[near] = v[near]
     low.copy_(slack.down(v2 + slack.xnorm ** 2, err))
     return labels
@@ -644,13 +654,13 @@ class ElkanStep(BoundStep):
         k = self.C.shape[0]
         if self.gcc is None: self.gcc = centre_dists(self.C, sl)
         if first:
-            labels.copy_(elkan_start(x, self.C, lb, low, self.rows, self.rows, sl))
+            labels.copy_(elkan_start(x, self.C, lb, low, self.rows, self.rows, sl, self.kernel))
             skipped, pairs, d = 0.0, len(x) * (k - 1), None
         else:
             off = self.shift.to(x.dtype)
             test_off = (self.shift * (1 + (self.it + 10) * self.eps)).to(x.dtype)
             d, _, skipped, pairs = elkan_step(x, self.C, labels, lb, low, off, test_off, self.gcc,
-                                              self.rows, self.rows, self.drows, sl)
+                                              self.rows, self.rows, self.drows, sl, self.kernel)
         self.count(len(x), skipped, pairs)
         return own_sq_dists(x, self.C, labels, self.drows) if d is None else d
 
@@ -708,3 +718,67 @@ def elkan(X,                  # points (N, D)
 STRATEGIES = {'lloyd': LloydStep, 'hamerly': HamerlyStep, 'yinyang': YinyangStep,
               'elkan': ElkanStep}
 ALGORITHMS = {'lloyd': lloyd, 'hamerly': hamerly, 'yinyang': yinyang, 'elkan': elkan}
+
+# %% ../nbs/05b_bounds.ipynb #460f4b8a
+class AutoStep:
+    """`algorithm='auto'`: Lloyd's E-step first, timed; then, only where Lloyd's pass costs over `RATIO` times
+    a pass that reads each row and its own centre (`own_dists`, the least a bound pass does), a trial of the
+    bound strategy `bound`, kept only while a pass with it takes at most `PAYS` of Lloyd's fastest. `name` is the
+    strategy running now. A pass's time runs from one `begin` to the next (the whole iteration)."""
+    MIN_LEFT, LLOYD_PASSES, TRIAL, PAYS, RATIO = 8, 2, 2, 0.85, 60
+    def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None, *, bound='hamerly', max_iter=300):
+        self.lloyd = LloydStep(rows, C, dist, chunk_size=chunk_size, memory_budget=memory_budget)
+        self.bound = STRATEGIES[bound](rows, C, dist, chunk_size=chunk_size, memory_budget=memory_budget)
+        self.kernel, self.bounds_bytes = self.lloyd.kernel, self.bound.bounds_bytes
+        self.now, self.i, self.max_iter, self.t, self.fresh = self.lloyd, -1, max_iter, None, False
+        self.times, self.probe = {self.lloyd: [], self.bound: []}, 0.0  # seconds per pass; the probe's total
+
+    name = property(lambda self: self.now.name)
+    skipped = property(lambda self: getattr(self.now, 'skipped', 0.0))
+
+    def begin(self, C):
+        t = time.perf_counter()
+        if self.t is not None and not self.fresh: self.times[self.now].append(t - self.t)
+        self.i, self.t, self.fresh = self.i + 1, t, False
+        lt, bt = self.times[self.lloyd], self.times[self.bound]
+        if (self.now is self.lloyd and not bt and len(lt) >= self.LLOYD_PASSES
+                and self.max_iter - self.i >= self.MIN_LEFT):
+            if min(lt) > self.RATIO * self.probe: self.now, self.fresh = self.bound, True   # the trial
+            else: bt.append(math.inf)                             # the bounds can't pay here: no trial
+        elif self.now is self.bound and len(bt) >= self.TRIAL and min(bt) > self.PAYS * min(lt):
+            self.now = self.lloyd                                 # they didn't pay: Lloyd to the end
+            bt.append(math.inf)
+        self.now.begin(C)
+
+    def _probe(self, x, labels):                                 # during Lloyd's first pass: time own_dists
+        if self.i == 0:
+            t = time.perf_counter(); own_dists(x, self.lloyd.C, labels); self.probe += time.perf_counter() - t
+
+    def block(self, s, x, labels, first):
+        if self.now is self.lloyd:
+            d = self.lloyd.block(s, x, labels, first)
+            self._probe(x, labels)
+            return d
+        return self.bound.block(s, x, labels, first or self.fresh)
+
+    def block_sums(self, s, x, labels, first, w):                # the engine's fused path, when the kernel runs
+        if self.now is self.lloyd:
+            out = self.lloyd.block_sums(s, x, labels, first, w)
+            self._probe(x, labels)
+            return out
+        return self.bound.block(s, x, labels, first or self.fresh), None
+
+    def moved(self, C_old, C_new, labels): self.now.moved(C_old, C_new, labels)
+
+# %% ../nbs/05b_bounds.ipynb #99ac0875
+def strategy_for(algorithm, # 'auto' or a name of `STRATEGIES`
+                 n, d, k,   # points (all ranks), features, clusters
+                 device,    # where the fit runs
+                 dist,      # the `Distance`
+                 max_iter): # most iterations
+    """`(name, strategy)` for the engine. 'auto' is Lloyd where the shape says so, or where `dist` has no bounds;
+    else `AutoStep`, which times Lloyd's E-step against a trial of the shape's bound strategy."""
+    if algorithm != 'auto': return algorithm, STRATEGIES[algorithm]
+    name = choose_algorithm(n, d, k, device) if metric(dist) else 'lloyd'
+    if name == 'lloyd': return 'lloyd', LloydStep
+    return 'auto', functools.partial(AutoStep, bound=name, max_iter=max_iter)

@@ -22,7 +22,7 @@ from .engine import sample_indices, gather_rows, seed_all, int_seed
 from .engine import MSG_BYTES, _FIT_PARAMS, _code, _peer_error
 from .engine import run_lloyd, fit_any, kmeans_plusplus_rows, ROW_INITS
 from .engine import check_weights
-from .bounds import STRATEGIES, choose_algorithm
+from .bounds import STRATEGIES, strategy_for
 
 # %% ../nbs/11_scaling.ipynb #476a5e3c
 def distributed_lloyd(X_local, # this rank's rows: a tensor, NumPy array, memmap or `.npy` path
@@ -130,10 +130,8 @@ def distributed_fit(X_local, # this rank's rows: a tensor, NumPy array, memmap o
                       init=_code(init if isinstance(init, str) else 'array'),
                       init_size=-1 if init_size is None else init_size)
         device = None if device is None else get_device(device)
-    def strategy_for(N, D, k, dev):
-        name = choose_algorithm(N, D, k, dev) if algorithm == 'auto' else algorithm
-        return name, STRATEGIES[name]
-    return fit_any(X_local, k, dist_, comm, strategy_for, init=init if C0 is None else C0,
+    pick = lambda N, D, k, dev: strategy_for(algorithm, N, D, k, dev, dist_, max_iter)
+    return fit_any(X_local, k, dist_, comm, pick, init=init if C0 is None else C0,
                    n_init=1 if C0 is not None else n_init, random_state=random_state,
                    values=values,
                    sample_weight=sample_weight, device=device, block_bytes=block_bytes,

@@ -16,7 +16,7 @@ from .validation import (convergence_warning, not_fitted, Interval, Options, val
 from .distances import get_distance, SqEuclidean
 from .assignment import assign
 from .lloyd import INITS, kmeans_plusplus_indices
-from .bounds import ALGORITHMS, STRATEGIES, choose_algorithm
+from .bounds import ALGORITHMS, STRATEGIES, choose_algorithm, strategy_for
 from .engine import Rows, Comm, fit_any, metric
 from .kernels import kernel_available, lloyd_pass
 
@@ -175,8 +175,9 @@ class KMeans(KMeansBase):
         bound per point), 'yinyang' (one per group of centres) and 'elkan' (one per centre: (N, k) bounds, which
         must fit in `memory_budget`) skip distances that the triangle inequality proves unneeded (lesson 05b),
         with weights and in every placement. Bounds need the Euclidean metric: with another distance they raise
-        a ValueError. 'auto' picks by the shape (`choose_algorithm`), Lloyd for other distances; `algorithm_`
-        says what ran.
+        a ValueError. 'auto' times Lloyd against a trial of the bounds that the shape suggests
+        (`choose_algorithm`, then `AutoStep`), and keeps the faster; Lloyd for other distances. `algorithm_` says
+        what ran last.
     device : str or torch.device, optional
         Where to compute ('cpu', 'cuda', 'cuda:1', 'mps' or 'auto'). By default, where the data are.
     distance : str, Distance or callable, default='euclidean'
@@ -275,12 +276,9 @@ def fit(self:KMeans, X, y=None, sample_weight=None, *, process_group=None):
         self._n_init = n_init = self._n_runs()                         # runs made (scikit-learn's name)
         if not isinstance(init, str) and not callable(init): init = check_array(init, 'init')
         elif callable(init): init = self._callable_init(data, out)
-    algorithm = self.algorithm
-    def strategy_for(N, D, k, device):
-        name = algorithm
-        if name == 'auto': name = choose_algorithm(N, D, k, device) if metric(dist) else 'lloyd'
-        return name, STRATEGIES[name]
-    r = fit_any(data, k, dist, comm, strategy_for, init=init, n_init=n_init, random_state=self.random_state,
+    algorithm, max_iter = self.algorithm, self.max_iter
+    pick = lambda N, D, k, device: strategy_for(algorithm, N, D, k, device, dist, max_iter)
+    r = fit_any(data, k, dist, comm, pick, init=init, n_init=n_init, random_state=self.random_state,
                 values=dict(n_init=n_init), sample_weight=sample_weight, device=dev, max_iter=self.max_iter,
                 tol=self.tol, verbose=int(self.verbose), memory_budget=self.memory_budget,
                 keep_history=self.keep_history)

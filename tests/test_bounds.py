@@ -11,6 +11,7 @@ from kmeans_lessons.bounds import (hamerly, yinyang, elkan, nearest2, lloyd_rows
                                    choose_algorithm, run_strategy)
 from kmeans_lessons.bounds import ElkanStep, YinyangStep
 from kmeans_lessons.engine import LloydStep
+from kmeans_lessons import engine, kernels
 
 
 def engine_lloyd(X, C, distance=None, **kw): return run_strategy(X, C, distance, LloydStep, **kw)
@@ -67,14 +68,41 @@ def _same_as_lloyd(X, C, f, tol, lesson=True, **kw):
 # float32 sums far from the origin round differently in lesson 04 (float32) and the engine (float64); on a grid,
 # points exactly halfway between two centres flip with the last bit of those centres
 ILL_CONDITIONED = ('far from origin float32', 'grid ties')
+# with the compiled kernel the engine's distances are differences (x - c)^2, while lesson 04's expansion
+# |x|^2 - 2 x.c + |c|^2 cancels 1e6 from the origin even in float64: there lesson 04 is the wrong one
+# (test_kernel_labels_are_exact_far_from_origin checks the engine against float64 brute force)
+ILL_CONDITIONED_KERNEL = ('far from origin float64',)
+
+
+@pytest.fixture(params=['kernel', 'torch'])
+def path(request, monkeypatch):
+    "Every engine test twice: with the compiled kernel (where it runs) and with the lessons' torch path."
+    if request.param == 'kernel' and not kernels.kernel_available(): pytest.skip('no compiled kernel here')
+    monkeypatch.setattr(engine, 'KERNEL', request.param == 'kernel')
+    return request.param
 
 
 @pytest.mark.parametrize('case', list(CASES))
 @pytest.mark.parametrize('method', list(METHODS))
 @pytest.mark.parametrize('tol', [0.0, 1e-3])
-def test_equal_to_lloyd(case, method, tol):
+def test_equal_to_lloyd(case, method, tol, path):
     X, C = CASES[case]
-    _same_as_lloyd(X, C, METHODS[method], tol, lesson=case not in ILL_CONDITIONED)
+    ill = ILL_CONDITIONED + (ILL_CONDITIONED_KERNEL if path == 'kernel' else ())
+    _same_as_lloyd(X, C, METHODS[method], tol, lesson=case not in ill)
+
+
+@pytest.mark.parametrize('case', ['far from origin float32', 'far from origin float64'])
+def test_kernel_labels_are_exact_far_from_origin(case, monkeypatch):
+    "Far from the origin, the kernel's labels are float64 brute force's nearest centres (by differences) of its centres."
+    if not kernels.kernel_available(): pytest.skip('no compiled kernel here')
+    monkeypatch.setattr(engine, 'KERNEL', True)
+    X, C = CASES[case]
+    r = engine_lloyd(X, C, max_iter=80)
+    X64, C64 = X.double(), r['centres'].double()
+    d = ((X64[:, None, :] - C64[None]) ** 2).sum(-1)                       # (N, k) float64, by differences
+    own = d.gather(1, r['labels'][:, None])[:, 0]
+    slack = 1e-2 if X.dtype == torch.float32 else 1e-9                     # float32 differences 1e3 from the origin
+    assert (own - d.min(1).values <= slack).all()
 
 
 def test_hand_toy():
@@ -115,7 +143,7 @@ def test_lloyd_rows_has_lloyds_rounding():
     assert torch.equal((v + (X[ii] ** 2).sum(1)).clamp_min(0), d[ii])
 
 
-def test_chunk_size_and_budget():
+def test_chunk_size_and_budget(path):
     X, C = _blobs(4000, 8, 60)
     _same_as_lloyd(X, C, hamerly, 0.0, chunk_size=700)
     _same_as_lloyd(X, C, yinyang, 0.0, chunk_size=700)
@@ -134,7 +162,7 @@ def test_other_distances_are_refused():
                 f(X, C, dist)
 
 
-def test_weights_every_strategy():
+def test_weights_every_strategy(path):
     "Weights touch only the reduction: every strategy gives weighted Lloyd's result (an integer weight = repeats)."
     X, C = _blobs(1500, 5, 20)
     w = torch.randint(1, 4, (1500,), generator=torch.Generator().manual_seed(5)).float()
@@ -146,7 +174,7 @@ def test_weights_every_strategy():
         assert float(r['inertia']) == pytest.approx(float(ref['inertia']), rel=1e-4)
 
 
-def test_elkan_bounds_must_fit_the_budget():
+def test_elkan_bounds_must_fit_the_budget(path):
     X, C = _blobs(2000, 4, 30)
     with pytest.raises(ValueError, match="algorithm='elkan' keeps 2000 x 30 lower bounds.*'hamerly'.*'yinyang'.*memory_budget"):
         elkan(X, C, memory_budget=2000 * 30 * 4 - 1)
@@ -231,9 +259,10 @@ def test_choose_algorithm():
 
 @pytest.mark.parametrize('full_row', [0.0, 2.0])
 @pytest.mark.parametrize('case', ['blobs float32', 'far from origin float64', 'grid ties', 'empty clusters'])
-def test_elkan_full_rows_and_pairs_alone(monkeypatch, full_row, case):
+def test_elkan_full_rows_and_pairs_alone(monkeypatch, full_row, case, path):
     "Both of Elkan's ways to score a point, each alone (every point a full row; only gathered pairs), give Lloyd's result."
     import kmeans_lessons.bounds as bounds
     monkeypatch.setattr(bounds, 'ELKAN_FULL_ROW', full_row)
     X, C = CASES[case]
-    _same_as_lloyd(X, C, elkan, 0.0, lesson=case not in ILL_CONDITIONED)
+    ill = ILL_CONDITIONED + (ILL_CONDITIONED_KERNEL if path == 'kernel' else ())
+    _same_as_lloyd(X, C, elkan, 0.0, lesson=case not in ill)

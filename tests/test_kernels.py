@@ -130,3 +130,68 @@ def test_cuda_uses_the_torch_path():
     out = lloyd_pass(X, C)
     assert out[0].device.type == 'cuda'
     assert torch.equal(out[0].cpu(), lloyd_pass(X.cpu(), C.cpu(), method='torch')[0])
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('N,D,k', [(3001, 3, 10), (2000, 40, 100), (700, 70, 50)])
+def test_cluster_sums_and_labels_at_repeat_the_pass_bit_for_bit(dtype, N, D, k):
+    "What the engine's bound strategies need: the pass's sums from its labels, and its labels for a few rows."
+    g = torch.Generator().manual_seed(N + D)
+    X, w = (torch.randn(N, D, generator=g) * 3).to(dtype), torch.rand(N, generator=g, dtype=dtype)
+    C = X[torch.randperm(N, generator=g)[:k]].clone()
+    n = torch.get_num_threads()
+    try:
+        for nt in sorted({1, max(2, n)}):
+            torch.set_num_threads(nt)
+            for ww in (None, w):
+                labels, _, sums, weights, _ = lloyd_pass(X, C, ww)
+                s, v = kernels.cluster_sums(X, labels, k, ww, method=kernels.plan(D, k, dtype))
+                assert torch.equal(s, sums) and torch.equal(v, weights)
+            ii = torch.randperm(N, generator=g)[:300]
+            assert torch.equal(kernels.labels_at(X, C, ii), labels[ii])
+    finally: torch.set_num_threads(n)
+    with pytest.raises(ValueError, match='int64'): kernels.cluster_sums(X, labels.int(), k, method='fused')
+
+@needs_kernel
+def test_engine_runs_the_kernel_and_loads_it_once(monkeypatch):
+    "KMeans's Lloyd runs lloyd_pass on the CPU (labels = float64 brute force's nearest centres); the library loads once."
+    from kmeans_lessons import engine
+    from kmeans_lessons.estimators import KMeans
+    calls = []
+    real = engine.lloyd_pass
+    monkeypatch.setattr(engine, 'lloyd_pass', lambda *a, **kw: calls.append(kw['method']) or real(*a, **kw))
+    build = kernels._build
+    monkeypatch.setattr(kernels, '_build', lambda: pytest.fail('the kernel was built twice in one process'))
+    g = torch.Generator().manual_seed(0)
+    for D, k in [(4, 8), (48, 40)]:
+        X = torch.randn(3000, D, generator=g, dtype=torch.float64)
+        km = KMeans(k, init=X[:k].clone(), max_iter=5, tol=0).fit(X)
+        C = torch.as_tensor(km.cluster_centers_)
+        d = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+        assert torch.equal(torch.as_tensor(km.labels_).long(), d.argmin(1))
+        assert km.inertia_ == pytest.approx(float(d.min(1).values.sum()), rel=1e-12)
+    assert calls and set(calls) == {'fused', 'blocked'}
+    monkeypatch.setattr(engine, 'KERNEL', False)
+    calls.clear()
+    KMeans(8, init=X[:8].clone(), max_iter=3, tol=0).fit(X)
+    assert not calls
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_label_dists_and_block_moments_against_float64(dtype):
+    "The engine's first pass (mean, M2, largest |x|) and the inertia's terms, against float64 brute force."
+    from kmeans_lessons.engine import merge_moments
+    g = torch.Generator().manual_seed(7)
+    X = (torch.randn(20_001, 5, generator=g) * 3 + 1e3).to(dtype)           # far from the origin: M2 by deviations
+    C, lab = X[:9].clone(), torch.randint(0, 9, (20_001,), generator=g)
+    ref = ((X.double() - C.double()[lab]) ** 2).sum(1)
+    torch.testing.assert_close(kernels.label_dists(X, C, lab).double(), ref, rtol=2 * torch.finfo(dtype).eps, atol=0)
+    parts, top = kernels.block_moments(X)
+    acc = (0, None, None)
+    for p in parts: acc = merge_moments(acc, p)
+    X64 = X.double()
+    assert acc[0] == 20_001 and top == float(X64.abs().max())
+    torch.testing.assert_close(acc[1], X64.mean(0), rtol=1e-14, atol=0)
+    torch.testing.assert_close(acc[2], ((X64 - X64.mean(0)) ** 2).sum(0), rtol=1e-10, atol=0)
+    X[123, 2] = float('nan')
+    assert not all(bool(torch.isfinite(m2).all()) for _, _, m2 in kernels.block_moments(X)[0])

@@ -330,5 +330,5 @@ def test_inertia_is_the_true_sum_of_squares_with_an_outlier(dtype):
     true = float(((X.astype(np.float64) - c[lab]) ** 2).sum())
     assert true > 0 and km.inertia_ == pytest.approx(true, rel=1e-5)
     if dtype == np.float64:
-        sk = SKMeans(3, random_state=0, n_init=1).fit(X)
-        assert km.inertia_ == pytest.approx(sk.inertia_, rel=1e-3)
+        sk = SKMeans(3, random_state=0, n_init=1).fit(X)      # centred at 3e27, the O(1) rows' digits are lost:
+        assert km.inertia_ <= sk.inertia_ * (1 + 1e-3)        # ours may land nearer (the kernel's exact ties)
