@@ -91,13 +91,13 @@ def _leave_costs(cost, g, idx, lab, closed):
     """For the points idx (m,) of clusters lab (m,): their best open cluster under cost - g and
     what moving there costs them, a block of rows at a time (`cost[rows]` gives rows)."""
     step = chunk_rows(len(idx), cost.shape[1], 8)
-    alt, loss = [], []
+    alt, loss = torch.empty_like(idx), g.new_empty(len(idx))  # filled in place: no heap crumbs
     for s in range(0, len(idx), step):
         a = cost[idx[s:s + step]] - g                                   # (b, k) adjusted costs
         best = a.masked_fill(closed[None, :], math.inf).min(1)          # best open cluster
-        alt.append(best.indices)
-        loss.append(best.values - a.gather(1, lab[s:s + step, None])[:, 0])
-    return torch.cat(alt), torch.cat(loss)
+        alt[s:s + step] = best.indices
+        loss[s:s + step] = best.values - a.gather(1, lab[s:s + step, None])[:, 0]
+    return alt, loss
 
 # %% ../nbs/12_balanced.ipynb #8a70fd4d
 def trim_overfull(cost,        # (N, k) costs, or `CostBlocks`
@@ -134,11 +134,13 @@ def _rank_in_group(key):
 
 def _cheapest_moves(cost, labels, short):
     "Each point's cheapest cluster among `short` and the price of moving there, block by block."
-    price, to, s = [], [], 0
+    price = torch.empty(len(labels), dtype=cost.dtype, device=labels.device)  # filled in place
+    to, s = torch.empty_like(labels), 0
     for c in _blocks(cost):
         best = (c[:, short] - c.gather(1, labels[s:s + len(c), None])).min(1)
-        price.append(best.values); to.append(short[best.indices]); s += len(c)
-    return torch.cat(price), torch.cat(to)
+        price[s:s + len(c)], to[s:s + len(c)] = best.values, short[best.indices]
+        s += len(c)
+    return price, to
 
 # %% ../nbs/12_balanced.ipynb #4b9473cf
 def fill_underfull(cost,        # (N, k) costs, or `CostBlocks`
@@ -172,7 +174,10 @@ def round_to_sizes(cost,        # (N, k) costs, or `CostBlocks`
                    size_max):   # most points per cluster
     """Labels (N,) with size_min <= |cluster| <= size_max exactly: each point's best cluster under
     `cost - g`, then the repairs. Each move fixes a violation and makes none, so both end."""
-    labels = torch.cat([(c - g).argmin(1) for c in _blocks(cost)])     # (N,)
+    labels, s = torch.empty(cost.shape[0], dtype=torch.int64, device=g.device), 0   # (N,)
+    for c in _blocks(cost):
+        labels[s:s + len(c)] = (c - g).argmin(1)
+        s += len(c)
     labels = trim_overfull(cost, g, labels, size_max)
     return fill_underfull(cost, labels, size_min)
 
@@ -250,11 +255,14 @@ class CostBlocks:
 # %% ../nbs/12_balanced.ipynb #e0df0ad8
 def candidates(cost, g, L=8):
     "Each point's L best clusters under `cost - g`: their costs and indices, (N, L) each."
-    L, vals, idx = min(L, cost.shape[1]), [], []
+    N, L, s = cost.shape[0], min(L, cost.shape[1]), 0
+    vals = g.new_empty(N, L)                          # filled in place: no crumbs left on the heap
+    idx = torch.empty(N, L, dtype=torch.int64, device=g.device)
     for c in _blocks(cost):
         i = (c - g).topk(L, 1, largest=False, sorted=False).indices    # (b, L)
-        vals.append(c.gather(1, i)); idx.append(i)
-    return torch.cat(vals), torch.cat(idx)
+        vals[s:s + len(c)], idx[s:s + len(c)] = c.gather(1, i), i
+        s += len(c)
+    return vals, idx
 
 def _kth_split(P, b):
     "Per row of P (k, w), padded with +inf: a threshold with b values below it (+-inf past ends)."
