@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['BalancedKMeans', 'sinkhorn_potentials', 'exact_potentials', 'trim_overfull', 'fill_underfull', 'round_to_sizes',
-           'balanced_assign', 'balanced_lloyd', 'check_sizes']
+           'balanced_assign', 'balanced_lloyd', 'CostBlocks', 'candidates', 'jacobi_potentials', 'fast_balanced_assign',
+           'check_sizes']
 
 # %% ../nbs/12_balanced.ipynb #e1c11798
 import math
@@ -13,13 +14,13 @@ from fastcore.basics import patch
 from .validation import (Interval, check_array, check_sample_weight,
                                        check_random_state, get_device)
 from .distances import sq_dists, get_distance
-from .assignment import chunk_rows
+from .assignment import chunk_rows, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
 from .lloyd import INITS
 from .estimators import KMeansBase, KMeans, output_like, feature_names, document_init
 
 # %% ../nbs/12_balanced.ipynb #35b325eb
-def sinkhorn_potentials(cost,          # (N, k) costs, or a list of (b, k) blocks of them
+def sinkhorn_potentials(cost,          # (N, k) costs, a list of (b, k) blocks, or `CostBlocks`
                         size_min,      # least points per cluster (0: no lower bound)
                         size_max,      # most points per cluster (N: no upper bound)
                         eps,           # the entropic temperature, in the cost's units
@@ -28,9 +29,10 @@ def sinkhorn_potentials(cost,          # (N, k) costs, or a list of (b, k) block
     size_max]. The row potentials are implicit (each row is a softmax), so the state is the (k,)
     column potentials `g`; the plan, softmax((g - cost) / eps) row by row, is rebuilt block by
     block and never kept. Returns `(g, iterations)`."""
-    blocks = cost if isinstance(cost, (list, tuple)) else [cost]
-    N, k = sum(len(b) for b in blocks), blocks[0].shape[1]
-    dt, dev = blocks[0].dtype, blocks[0].device
+    blocks = [cost] if torch.is_tensor(cost) else cost  # a tensor, blocks in a list, `CostBlocks`
+    ref = cost if hasattr(cost, 'dtype') else cost[0]               # a tensor, or the first block
+    N, k = cost.shape if hasattr(cost, 'shape') else (sum(map(len, cost)), ref.shape[1])
+    dt, dev = ref.dtype, ref.device
     g = torch.zeros(k, dtype=dt, device=dev) if g is None else g.clone()
     log_lo = torch.tensor(float(size_min), dtype=dt, device=dev).log()  # -inf for no lower bound
     log_hi = torch.tensor(float(size_max), dtype=dt, device=dev).log()
@@ -82,64 +84,101 @@ def exact_potentials(cost, size_min, size_max, g, n_sweeps=3):
         if bool(((counts >= size_min) & (counts <= size_max)).all()): break
     return g, sweep
 
-# %% ../nbs/12_balanced.ipynb #d54acf61
-def trim_overfull(adj,         # (N, k) costs minus potentials
+# %% ../nbs/12_balanced.ipynb #abd38b0c
+def _blocks(cost): return [cost] if torch.is_tensor(cost) else cost  # a tensor: one block
+
+def _leave_costs(cost, g, idx, lab, closed):
+    """For the points idx (m,) of clusters lab (m,): their best open cluster under cost - g and
+    what moving there costs them, a block of rows at a time (`cost[rows]` gives rows)."""
+    step = chunk_rows(len(idx), cost.shape[1], 8)
+    alt, loss = torch.empty_like(idx), g.new_empty(len(idx))  # filled in place: no heap crumbs
+    for s in range(0, len(idx), step):
+        a = cost[idx[s:s + step]] - g                                   # (b, k) adjusted costs
+        best = a.masked_fill(closed[None, :], math.inf).min(1)          # best open cluster
+        alt[s:s + step] = best.indices
+        loss[s:s + step] = best.values - a.gather(1, lab[s:s + step, None])[:, 0]
+    return alt, loss
+
+# %% ../nbs/12_balanced.ipynb #8a70fd4d
+def trim_overfull(cost,        # (N, k) costs, or `CostBlocks`
+                  g,           # (k,) potentials
                   labels,      # (N,) labels, changed in place
                   size_max):   # most points per cluster
     """Each cluster over size_max keeps the points that would lose most by leaving and sends the
     rest to their best cluster that is still open; a full cluster closes. Ends within k rounds."""
-    k = adj.shape[1]
-    closed = torch.zeros(k, dtype=torch.bool, device=adj.device)
+    k = cost.shape[1]
+    closed = torch.zeros(k, dtype=torch.bool, device=labels.device)
     while True:
         counts = torch.bincount(labels, minlength=k)                    # (k,)
         over = counts > size_max
         if not bool(over.any()): return labels
         closed |= counts >= size_max
         idx = over[labels].nonzero().flatten()  # members of overfull clusters
-        a, lab = adj[idx], labels[idx]                                  # (m, k), (m,)
-        alt = a.masked_fill(closed[None, :], math.inf).min(1)           # best open cluster
-        loss = alt.values - a.gather(1, lab[:, None])[:, 0]             # what leaving costs
+        lab = labels[idx]
+        alt, loss = _leave_costs(cost, g, idx, lab, closed)             # (m,), (m,)
         order = torch.argsort(-loss, stable=True)
         order = order[torch.argsort(lab[order], stable=True)]  # by cluster, biggest loss first
         sl = lab[order]
-        rank = torch.arange(len(sl), device=adj.device) - torch.searchsorted(sl, sl)
+        rank = torch.arange(len(sl), device=labels.device) - torch.searchsorted(sl, sl)
         leave = order[rank >= size_max]
-        labels[idx[leave]] = alt.indices[leave]
+        labels[idx[leave]] = alt[leave]
 
-# %% ../nbs/12_balanced.ipynb #a06d628a
-def fill_underfull(cost,        # (N, k) costs
+# %% ../nbs/12_balanced.ipynb #74537cc7
+def _rank_in_group(key):
+    "For each entry of key (n,): how many entries before it have the same key."
+    o = torch.argsort(key, stable=True)
+    ks = key[o]
+    rank = torch.empty_like(o)
+    rank[o] = torch.arange(len(ks), device=key.device) - torch.searchsorted(ks, ks)
+    return rank
+
+def _cheapest_moves(cost, labels, short):
+    "Each point's cheapest cluster among `short` and the price of moving there, block by block."
+    price = torch.empty(len(labels), dtype=cost.dtype, device=labels.device)  # filled in place
+    to, s = torch.empty_like(labels), 0
+    for c in _blocks(cost):
+        best = (c[:, short] - c.gather(1, labels[s:s + len(c), None])).min(1)
+        price[s:s + len(c)], to[s:s + len(c)] = best.values, short[best.indices]
+        s += len(c)
+    return price, to
+
+# %% ../nbs/12_balanced.ipynb #4b9473cf
+def fill_underfull(cost,        # (N, k) costs, or `CostBlocks`
                    labels,      # (N,) labels, changed in place
                    size_min):   # least points per cluster
-    """Each cluster under size_min takes the points cheapest to move from clusters above size_min
-    (none of which drops below it)."""
+    """Each cluster under size_min takes the points cheapest to move from clusters above size_min,
+    in rounds: every such point bids for its cheapest underfull cluster; in order of price a
+    cluster takes bids up to its deficit and a donor gives at most its surplus. The cheapest bid
+    always goes through, so each round moves a point."""
     k = cost.shape[1]
-    own = cost.gather(1, labels[:, None])[:, 0]                         # (N,)
     counts = torch.bincount(labels, minlength=k)
-    for j in (counts < size_min).nonzero().flatten().tolist():
-        while int(counts[j]) < size_min:
-            delta = cost[:, j] - own                                    # (N,) price of moving to j
-            delta[(counts[labels] <= size_min) | (labels == j)] = math.inf
-            cand = torch.topk(delta, int(size_min - counts[j]), largest=False).indices
-            cand = cand[torch.isfinite(delta[cand])]
-            d = labels[cand]
-            o = torch.argsort(d, stable=True)
-            ds = d[o]
-            rank = torch.arange(len(ds), device=cost.device) - torch.searchsorted(ds, ds)
-            take = cand[o[rank < counts[ds] - size_min]]                # donors keep size_min
-            counts -= torch.bincount(labels[take], minlength=k)
-            labels[take], own[take] = j, cost[take, j]
-            counts[j] += len(take)
-    return labels
+    while True:
+        short = (counts < size_min).nonzero().flatten()                 # underfull clusters
+        if len(short) == 0: return labels
+        price, to = _cheapest_moves(cost, labels, short)                # (N,), (N,)
+        price[counts[labels] <= size_min] = math.inf                    # donors keep size_min
+        bids = torch.argsort(price)
+        bids = bids[torch.isfinite(price[bids])]
+        dest, src = to[bids], labels[bids]
+        ok = ((_rank_in_group(dest) < size_min - counts[dest])
+              & (_rank_in_group(src) < counts[src] - size_min))
+        take = bids[ok]
+        counts -= torch.bincount(labels[take], minlength=k)
+        counts += torch.bincount(to[take], minlength=k)
+        labels[take] = to[take]
 
-# %% ../nbs/12_balanced.ipynb #d4862475
-def round_to_sizes(cost,        # (N, k) costs
+# %% ../nbs/12_balanced.ipynb #e03e1396
+def round_to_sizes(cost,        # (N, k) costs, or `CostBlocks`
                    g,           # (k,) potentials
                    size_min,    # least points per cluster
                    size_max):   # most points per cluster
     """Labels (N,) with size_min <= |cluster| <= size_max exactly: each point's best cluster under
     `cost - g`, then the repairs. Each move fixes a violation and makes none, so both end."""
-    adj = cost - g                                                      # (N, k)
-    labels = trim_overfull(adj, adj.argmin(1), size_max)
+    labels, s = torch.empty(cost.shape[0], dtype=torch.int64, device=g.device), 0   # (N,)
+    for c in _blocks(cost):
+        labels[s:s + len(c)] = (c - g).argmin(1)
+        s += len(c)
+    labels = trim_overfull(cost, g, labels, size_max)
     return fill_underfull(cost, labels, size_min)
 
 # %% ../nbs/12_balanced.ipynb #0a65470e
@@ -155,28 +194,29 @@ def balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, eps
     cost = torch.cat([sq_dists(X[s:s + rows], C) for s in range(0, N, rows)])     # (N, k)
     if sample_weight is not None: cost = cost * sample_weight[:, None]
     g = torch.zeros(k, dtype=X.dtype, device=X.device) if g is None else g
-    if size_min == 0 and size_max >= N: return cost.argmin(1), g, cost
+    if size_min == 0 and size_max >= N: return cost.argmin(1), g
     if sinkhorn_iter:
         eps = epsilon * float(cost.min(1).values.mean().clamp_min(torch.finfo(X.dtype).tiny))
         blocks = list(cost.split(rows))  # the plan, block by block
         g, _ = sinkhorn_potentials(blocks, size_min, size_max, eps, g, n_iter=sinkhorn_iter)
     if n_sweeps: g, _ = exact_potentials(cost, size_min, size_max, g, n_sweeps)
-    return round_to_sizes(cost, g, size_min, size_max), g, cost
+    return round_to_sizes(cost, g, size_min, size_max), g
 
 # %% ../nbs/12_balanced.ipynb #c61fc72f
 def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300, tol=0.0,
                    epsilon=0.1, sinkhorn_iter=5, n_sweeps=3, memory_budget=None,
-                   keep_history=False):
+                   keep_history=False, assign=None):
     """Lloyd's iterations with the balanced E-step and the usual M-step (`update_centroids`, an
     empty cluster keeps its centre). Stops when the centres move by at most `tol` (total squared
     shift) or the labels repeat. Returns a dict: centres, labels (those of the returned centres'
     means), inertia (the (weighted) sum of squares of these labels and centres), n_iter,
     history."""
+    assign = balanced_assign if assign is None else assign   # the E-step: the lesson's by default
     history, g, labels = [C.clone()] if keep_history else [], None, None
     for it in range(1, max_iter + 1):
-        new, g, cost = balanced_assign(X, C, size_min, size_max, g=g, sample_weight=sample_weight,
-                                       epsilon=epsilon, sinkhorn_iter=sinkhorn_iter,
-                                       n_sweeps=n_sweeps, memory_budget=memory_budget)
+        new, g = assign(X, C, size_min, size_max, g=g, sample_weight=sample_weight,
+                        epsilon=epsilon, sinkhorn_iter=sinkhorn_iter,
+                        n_sweeps=n_sweeps, memory_budget=memory_budget)
         same = labels is not None and torch.equal(new, labels)
         labels = new
         C_new = update_centroids(X, labels, C, empty='keep', sample_weight=sample_weight)
@@ -188,12 +228,117 @@ def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300
     inertia = float(d.sum() if sample_weight is None else d @ sample_weight)
     return dict(centres=C, labels=labels, inertia=inertia, n_iter=it, history=history)
 
+# %% ../nbs/12_balanced.ipynb #0f0010ba
+class CostBlocks:
+    """The (N, k) costs of `X` (N, D) to `C` (k, D) (times `sample_weight`), block by block: kept
+    whole when they fit in `memory_budget`, else computed again at every pass. Iterating gives the
+    (b, k) blocks in order; `costs[rows]` gives the costs of some rows."""
+    def __init__(self, X, C, sample_weight=None, memory_budget=None):
+        self.X, self.C, self.w, self.whole = X, C, sample_weight, None
+        N, k = self.shape = (X.shape[0], C.shape[0])
+        self.dtype, self.device = X.dtype, X.device
+        self.rows = chunk_rows(N, k, X.element_size(), memory_budget, X.device)
+        budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+        if N * k * X.element_size() <= budget: self.whole = self[:]
+
+    def __getitem__(self, rows):
+        if self.whole is not None: return self.whole[rows]
+        c = sq_dists(self.X[rows], self.C)
+        return c if self.w is None else c * self.w[rows, None]
+
+    def __iter__(self):
+        if self.whole is not None: return iter(self.whole.split(self.rows))
+        return (self[s:s + self.rows] for s in range(0, self.shape[0], self.rows))
+
+    def __len__(self): return self.shape[0]
+
+# %% ../nbs/12_balanced.ipynb #e0df0ad8
+def candidates(cost, g, L=8):
+    "Each point's L best clusters under `cost - g`: their costs and indices, (N, L) each."
+    N, L, s = cost.shape[0], min(L, cost.shape[1]), 0
+    vals = g.new_empty(N, L)                          # filled in place: no crumbs left on the heap
+    idx = torch.empty(N, L, dtype=torch.int64, device=g.device)
+    for c in _blocks(cost):
+        i = (c - g).topk(L, 1, largest=False, sorted=False).indices    # (b, L)
+        vals[s:s + len(c)], idx[s:s + len(c)] = c.gather(1, i), i
+        s += len(c)
+    return vals, idx
+
+def _kth_split(P, b):
+    "Per row of P (k, w), padded with +inf: a threshold with b values below it (+-inf past ends)."
+    k, w = P.shape
+    if b <= 0: return P.new_full((k,), -math.inf)
+    if b >= w: return P.new_full((k,), math.inf)
+    below = P.kthvalue(b, 1).values                                     # (k,) the b-th
+    above = P.masked_fill(P <= below[:, None], math.inf).min(1).values  # the next one up
+    return (below + above) / 2
+
+# %% ../nbs/12_balanced.ipynb #eb7e7a77
+def _thresholds(m, js, rank, start, k, w, size_min, size_max, rows):
+    """Per cluster, the thresholds with size_min and size_max of its values below, from the
+    values m sorted by cluster (js) with their rank in it: padded (clusters, w) tables of about
+    `rows` values each, the largest value too."""
+    per = max(1, rows // w)                                             # clusters per table
+    lo, hi, top = [], [], []
+    for c0 in range(0, k, per):
+        c1 = min(k, c0 + per)
+        a, b = int(start[c0]), int(start[c1]) if c1 < k else len(m)
+        P = m.new_full(((c1 - c0) * w,), math.inf)
+        P[(js[a:b] - c0) * w + rank[a:b]] = m[a:b]
+        P = P.view(c1 - c0, w)
+        lo.append(_kth_split(P, size_min))
+        hi.append(lo[-1] if size_max == size_min else _kth_split(P, size_max))
+        top.append(P.masked_fill(P == math.inf, -math.inf).max(1).values)  # the largest
+    return torch.cat(lo), torch.cat(hi), torch.cat(top)
+
+def jacobi_potentials(cand_cost, cand_idx, size_min, size_max, g, n_sweeps=3, damping=0.5):
+    """The hard dual's potentials g (k,), all clusters at once, from each point's candidates
+    (N, L): each g_j moves `damping` of the way to the threshold that leaves between size_min and
+    size_max points preferring j (0 when the bounds hold without a pull), the others held still."""
+    N, L = cand_cost.shape
+    k = len(g)
+    if L < 2: return g
+    o = torch.argsort(cand_idx.flatten(), stable=True)                  # the pairs by cluster
+    js = cand_idx.flatten()[o]
+    cnt = torch.bincount(js, minlength=k)
+    start = torch.cumsum(cnt, 0) - cnt
+    rank, w = torch.arange(len(js), device=js.device) - start[js], int(cnt.max())
+    col = torch.arange(L, device=js.device)
+    for _ in range(n_sweeps):
+        v, p = (cand_cost - g[cand_idx]).topk(2, 1, largest=False)     # best two candidates
+        other = torch.where(col == p[:, :1], v[:, 1:], v[:, :1])        # (N, L) best but this one
+        m = (cand_cost - other).flatten()[o]                            # i prefers j iff m < g_j
+        lo, hi, top = _thresholds(m, js, rank, start, k, w, size_min, size_max, N * L)
+        target = torch.minimum(torch.minimum(lo, top).clamp_min(0), hi)  # too few: all of them
+        g = g + damping * torch.where(cnt > 0, target - g, torch.zeros_like(g))
+    return g
+
+# %% ../nbs/12_balanced.ipynb #c13c5203
+def fast_balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, epsilon=0.1,
+                         sinkhorn_iter=5, n_sweeps=3, n_candidates=8, memory_budget=None):
+    """The estimator's balanced E-step, with `balanced_assign`'s arguments and results: on the
+    first call (g None) a few Sinkhorn steps from g = 0, then `jacobi_potentials` on each point's
+    `n_candidates` best clusters, then `round_to_sizes`, all block by block over `CostBlocks`."""
+    N, k = X.shape[0], C.shape[0]
+    cost = CostBlocks(X, C, sample_weight, memory_budget)
+    first, g = g is None, torch.zeros(k, dtype=X.dtype, device=X.device) if g is None else g
+    if size_min == 0 and size_max >= N: return round_to_sizes(cost, g, 0, N), g
+    if first and sinkhorn_iter:
+        near = sum(float(c.min(1).values.sum()) for c in cost) / N     # mean nearest cost
+        eps = epsilon * max(near, torch.finfo(X.dtype).tiny)
+        g, _ = sinkhorn_potentials(cost, size_min, size_max, eps, g, n_iter=sinkhorn_iter)
+    if n_sweeps:
+        cand_cost, cand_idx = candidates(cost, g, n_candidates)         # (N, L) each
+        g = jacobi_potentials(cand_cost, cand_idx, size_min, size_max, g, n_sweeps)
+    return round_to_sizes(cost, g, size_min, size_max), g
+
 # %% ../nbs/12_balanced.ipynb #2e94aadd
 class BalancedKMeans(KMeansBase):
     """K-means with bounds on the cluster sizes (balanced k-means), in PyTorch, with scikit-learn's
     API and k-means-constrained's parameter names. Each E-step solves the size-constrained
-    assignment: a few log-domain Sinkhorn steps, coordinate ascent on the exact dual, then a repair
-    that makes the sizes hold exactly. The M-step is k-means' (`update_centroids`).
+    assignment (`fast_balanced_assign`): the exact dual's potentials, all clusters at once on each
+    point's 8 best clusters and warm-started from the last E-step (Sinkhorn starts the first), then
+    a repair that makes the sizes hold exactly. The M-step is k-means' (`update_centroids`).
 
     Parameters
     ----------
@@ -221,7 +366,7 @@ class BalancedKMeans(KMeansBase):
         Sinkhorn's temperature, relative to the mean squared distance of the points to their
         nearest centre.
     sinkhorn_iter : int, default=5
-        Sinkhorn steps per E-step; the potentials are carried from one E-step to the next.
+        Sinkhorn steps of the first E-step; the potentials are carried from one E-step to the next.
     device : str or torch.device, optional
         Where to compute. By default, where the data are.
     memory_budget : int, optional
@@ -305,7 +450,8 @@ def fit(self:BalancedKMeans, X, y=None, sample_weight=None):
         elif not callable(self.init): C0 = C0 - shift
         r = balanced_lloyd(Xc, C0, lo, hi, sample_weight=w, max_iter=self.max_iter, tol=tol,
                            epsilon=self.epsilon, sinkhorn_iter=self.sinkhorn_iter,
-                           memory_budget=self.memory_budget, keep_history=self.keep_history)
+                           memory_budget=self.memory_budget, keep_history=self.keep_history,
+                           assign=fast_balanced_assign)
         if best is None or r['inertia'] < best['inertia']: best = r
     self.cluster_centers_, self.labels_ = out(best['centres'] + shift), out(best['labels'])
     self.inertia_, self.n_iter_ = best['inertia'], best['n_iter']

@@ -1,6 +1,7 @@
 """BalancedKMeans and the balanced E-step (lesson 12, issue 21): exact sizes, the brute-force optimum on tiny
 problems, k-means-constrained on small ones, scikit-learn's protocol, clear errors."""
 import itertools
+import math
 import numpy as np
 import pytest
 import torch
@@ -140,3 +141,80 @@ def test_input_is_not_changed():
                              'sizes count points, so repeating a point is not the same as doubling its weight'})
 def test_check_estimator(estimator, check):
     check(estimator)
+
+
+# the estimator's E-step (Under the hood): candidates, all potentials at once, the costs block by block
+from kmeans_lessons.balanced import CostBlocks, candidates, jacobi_potentials, fast_balanced_assign
+
+
+@pytest.mark.parametrize('seed', range(6))
+@pytest.mark.parametrize('N,k,lo,hi', [(8, 2, 4, 4), (9, 3, 3, 3), (8, 3, 2, 3), (9, 3, 1, 5)])
+def test_fast_assign_is_optimal_on_tiny_problems(N, k, lo, hi, seed):
+    rng = np.random.default_rng(seed)
+    X, C = rng.normal(size=(N, 2)), rng.normal(size=(k, 2))
+    lab, _ = fast_balanced_assign(torch.from_numpy(X), torch.from_numpy(C), lo, hi, sinkhorn_iter=200, n_sweeps=20)
+    counts = np.bincount(lab.numpy(), minlength=k)
+    assert counts.min() >= lo and counts.max() <= hi
+    cost = d2(X, C)
+    assert cost[np.arange(N), lab.numpy()].sum() <= brute_force(cost, lo, hi) * (1 + 1e-9) + 1e-12
+
+
+def test_cost_blocks_match_the_whole_matrix():
+    rng = np.random.default_rng(0)
+    X, C = torch.from_numpy(rng.normal(size=(5000, 3))), torch.from_numpy(rng.normal(size=(7, 3)))
+    w = torch.from_numpy(rng.uniform(0.5, 2, 5000))
+    whole, lazy = CostBlocks(X, C, w), CostBlocks(X, C, w, memory_budget=2**14)
+    assert whole.whole is not None and lazy.whole is None and len(list(lazy)) > 1
+    ref = torch.from_numpy(d2(X.numpy(), C.numpy()) * w.numpy()[:, None])
+    torch.testing.assert_close(torch.cat(list(lazy)), ref)
+    torch.testing.assert_close(torch.cat(list(whole)), ref)
+    idx = torch.tensor([4999, 3, 17])
+    torch.testing.assert_close(lazy[idx], ref[idx])
+    g = torch.from_numpy(rng.normal(size=7))
+    for lo, hi in [(700, 720), (714, 715), (0, 800), (650, 5000)]:
+        a, b = round_to_sizes(lazy, g, lo, hi), round_to_sizes(ref, g, lo, hi)
+        torch.testing.assert_close(ref[torch.arange(5000), a].sum(), ref[torch.arange(5000), b].sum())
+        c = torch.bincount(a, minlength=7)
+        assert c.min() >= lo and c.max() <= hi
+
+
+def test_jacobi_potentials_balance_without_the_repair():
+    "All g_j at once on the candidates: the plain argmin under cost - g gets much closer to the sizes."
+    X = torch.from_numpy(make_blobs(6000, 2, centers=20, cluster_std=[0.3 + 0.2 * j for j in range(20)],
+                                    random_state=0)[0])
+    cost = CostBlocks(X, X[:20].clone())
+    def imbalance(g): return int((torch.bincount((cost.whole - g).argmin(1), minlength=20) - 300).abs().max())
+    g, _ = sinkhorn_potentials(cost, 300, 300, 0.1 * float(cost.whole.min(1).values.mean()), n_iter=100)
+    cc, ci = candidates(cost, g, 8)
+    assert cc.shape == (6000, 8) and (cc == cost.whole.gather(1, ci)).all()
+    adj = cost.whole - g                                                # the 8 best under cost - g
+    torch.testing.assert_close(adj.gather(1, ci).sort(1).values, adj.sort(1).values[:, :8])
+    g2 = jacobi_potentials(cc, ci, 300, 300, g, n_sweeps=30)
+    assert imbalance(torch.zeros(20, dtype=X.dtype)) > 500 and imbalance(g2) <= imbalance(g) / 3
+
+
+def test_estimator_with_a_small_memory_budget():
+    "The (N, k) costs never kept whole: sizes and inertia still hold, and the fit is the same."
+    X, _ = make_blobs(3000, 2, centers=6, random_state=3)
+    a = BalancedKMeans(6, size_min=500, size_max=500, random_state=0).fit(X)
+    b = BalancedKMeans(6, size_min=500, size_max=500, random_state=0, memory_budget=2**13).fit(X)
+    assert (np.bincount(b.labels_) == 500).all()
+    np.testing.assert_allclose(b.inertia_, ((X - b.cluster_centers_[b.labels_]) ** 2).sum(), rtol=1e-10)
+    np.testing.assert_allclose(a.inertia_, b.inertia_, rtol=1e-3)
+
+
+@pytest.mark.parametrize('rows', [10**6, 50, 1])
+def test_thresholds_per_cluster_in_groups(rows):
+    "The padded tables, one or many groups of clusters, give each cluster's split of its own values."
+    from kmeans_lessons.balanced import _thresholds, _split_mid
+    rng = np.random.default_rng(1)
+    js = torch.from_numpy(np.sort(rng.integers(0, 6, 200)))
+    js[js == 4] = 3                                                     # cluster 4 has no values
+    cnt = torch.bincount(js, minlength=6)
+    start = torch.cumsum(cnt, 0) - cnt
+    m = torch.from_numpy(rng.normal(size=200))
+    lo, hi, top = _thresholds(m, js, torch.arange(200) - start[js], start, 6, int(cnt.max()), 20, 30, rows)
+    for j in range(6):
+        mj = m[js == j]
+        if len(mj) == 0: assert lo[j] == math.inf and top[j] == -math.inf; continue
+        assert lo[j] == _split_mid(mj, 20) and hi[j] == _split_mid(mj, 30) and top[j] == mj.max()
