@@ -869,7 +869,9 @@ def fit_rows(rows,                # the local rows, a `Rows`: in memory, streame
                         tol=tol_abs, verbose=verbose, **kw)
         if best is None or res['inertia'] < best['inertia']: best = res
     if euclid and not rows.streamed:                                  # the inertia in the data's own space
-        best = dict(best, inertia=_inertia(rows, back(best['centres']), best['labels'], sample_weight, comm))
+        e = _inertia(rows, back(best['centres']), best['labels'], sample_weight, comm)
+        last = e.reshape(1).to(best['inertias'].dtype)                 # the final inertia, as reported
+        best = dict(best, inertia=e, inertias=torch.cat([best['inertias'][:-1], last]))
     return dict(best, centres=back(best['centres']), history=[back(c) for c in best['history']],
                 inertia=float(best['inertia']), inertias=best['inertias'].tolist(), n_samples=N,
                 n_features=rows.d, distance=dist)
