@@ -721,17 +721,21 @@ ALGORITHMS = {'lloyd': lloyd, 'hamerly': hamerly, 'yinyang': yinyang, 'elkan': e
 
 # %% ../nbs/05b_bounds.ipynb #460f4b8a
 class AutoStep:
-    """`algorithm='auto'`: Lloyd's E-step first, timed; then, only where Lloyd's pass costs over `RATIO` times
-    a pass that reads each row and its own centre (`own_dists`, the least a bound pass does), a trial of the
-    bound strategy `bound`, kept only while a pass with it takes at most `PAYS` of Lloyd's fastest. `name` is the
-    strategy running now. A pass's time runs from one `begin` to the next (the whole iteration)."""
+    """`algorithm='auto'`: Lloyd's E-step first, timed; then, only where Lloyd's pass costs over
+    `RATIO` times a pass that reads each row and its own centre (`own_dists`, the least a bound
+    pass does), a trial of the bound strategy `bound`, kept only while a pass with it takes at
+    most `PAYS` of Lloyd's fastest. `name` is the strategy running now. A pass's time runs from
+    one `begin` to the next (the whole iteration)."""
     MIN_LEFT, LLOYD_PASSES, TRIAL, PAYS, RATIO = 8, 2, 2, 0.85, 60
-    def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None, *, bound='hamerly', max_iter=300):
-        self.lloyd = LloydStep(rows, C, dist, chunk_size=chunk_size, memory_budget=memory_budget)
-        self.bound = STRATEGIES[bound](rows, C, dist, chunk_size=chunk_size, memory_budget=memory_budget)
+    def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None, *, bound='hamerly',
+                 max_iter=300):
+        kw = dict(chunk_size=chunk_size, memory_budget=memory_budget)
+        self.lloyd = LloydStep(rows, C, dist, **kw)
+        self.bound = STRATEGIES[bound](rows, C, dist, **kw)
         self.kernel, self.bounds_bytes = self.lloyd.kernel, self.bound.bounds_bytes
         self.now, self.i, self.max_iter, self.t, self.fresh = self.lloyd, -1, max_iter, None, False
-        self.times, self.probe = {self.lloyd: [], self.bound: []}, 0.0  # seconds per pass; the probe's total
+        self.times = {self.lloyd: [], self.bound: []}   # seconds per pass (no trial's first)
+        self.probe = 0.0                                 # seconds of `own_dists` over the rows
 
     name = property(lambda self: self.now.name)
     skipped = property(lambda self: getattr(self.now, 'skipped', 0.0))
@@ -743,30 +747,31 @@ class AutoStep:
         lt, bt = self.times[self.lloyd], self.times[self.bound]
         if (self.now is self.lloyd and not bt and len(lt) >= self.LLOYD_PASSES
                 and self.max_iter - self.i >= self.MIN_LEFT):
-            if min(lt) > self.RATIO * self.probe: self.now, self.fresh = self.bound, True   # the trial
-            else: bt.append(math.inf)                             # the bounds can't pay here: no trial
+            if min(lt) > self.RATIO * self.probe: self.now, self.fresh = self.bound, True  # trial
+            else: bt.append(math.inf)                    # the bounds can't pay here: no trial
         elif self.now is self.bound and len(bt) >= self.TRIAL and min(bt) > self.PAYS * min(lt):
-            self.now = self.lloyd                                 # they didn't pay: Lloyd to the end
+            self.now = self.lloyd                        # they didn't pay: Lloyd to the end
             bt.append(math.inf)
         self.now.begin(C)
 
-    def _probe(self, x, labels):                                 # during Lloyd's first pass: time own_dists
+    def _probe(self, x, labels):                        # in Lloyd's first pass: time own_dists
         if self.i == 0:
-            t = time.perf_counter(); own_dists(x, self.lloyd.C, labels); self.probe += time.perf_counter() - t
+            t = time.perf_counter()
+            own_dists(x, self.lloyd.C, labels)
+            self.probe += time.perf_counter() - t
 
     def block(self, s, x, labels, first):
-        if self.now is self.lloyd:
-            d = self.lloyd.block(s, x, labels, first)
-            self._probe(x, labels)
-            return d
-        return self.bound.block(s, x, labels, first or self.fresh)
+        if self.now is not self.lloyd: return self.bound.block(s, x, labels, first or self.fresh)
+        d = self.lloyd.block(s, x, labels, first)
+        self._probe(x, labels)
+        return d
 
-    def block_sums(self, s, x, labels, first, w):                # the engine's fused path, when the kernel runs
-        if self.now is self.lloyd:
-            out = self.lloyd.block_sums(s, x, labels, first, w)
-            self._probe(x, labels)
-            return out
-        return self.bound.block(s, x, labels, first or self.fresh), None
+    def block_sums(self, s, x, labels, first, w):       # the engine's path with the kernel
+        if self.now is not self.lloyd:
+            return self.bound.block(s, x, labels, first or self.fresh), None
+        out = self.lloyd.block_sums(s, x, labels, first, w)
+        self._probe(x, labels)
+        return out
 
     def moved(self, C_old, C_new, labels): self.now.moved(C_old, C_new, labels)
 
@@ -776,8 +781,9 @@ def strategy_for(algorithm, # 'auto' or a name of `STRATEGIES`
                  device,    # where the fit runs
                  dist,      # the `Distance`
                  max_iter): # most iterations
-    """`(name, strategy)` for the engine. 'auto' is Lloyd where the shape says so, or where `dist` has no bounds;
-    else `AutoStep`, which times Lloyd's E-step against a trial of the shape's bound strategy."""
+    """`(name, strategy)` for the engine. 'auto' is Lloyd where the shape says so, or where
+    `dist` has no bounds; else `AutoStep`, which times Lloyd's E-step against a trial of the
+    shape's bound strategy."""
     if algorithm != 'auto': return algorithm, STRATEGIES[algorithm]
     name = choose_algorithm(n, d, k, device) if metric(dist) else 'lloyd'
     if name == 'lloyd': return 'lloyd', LloydStep

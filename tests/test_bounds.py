@@ -2,6 +2,7 @@
 the same centres at every iteration and the same number of iterations. They run the engine's loop: against the
 engine's Lloyd the centres are the same floats; against lesson 04's `lloyd` (which sums in the data's dtype, the
 engine in float64) they agree to float rounding."""
+import math
 import pytest
 import torch
 from kmeans_lessons.assignment import assign
@@ -266,3 +267,43 @@ def test_elkan_full_rows_and_pairs_alone(monkeypatch, full_row, case, path):
     X, C = CASES[case]
     ill = ILL_CONDITIONED + (ILL_CONDITIONED_KERNEL if path == 'kernel' else ())
     _same_as_lloyd(X, C, elkan, 0.0, lesson=case not in ill)
+
+
+@pytest.mark.parametrize('mode', ['no trial', 'trial kept', 'trial dropped'])
+def test_auto_measures(monkeypatch, mode):
+    "AutoStep: Lloyd first; the bounds get a trial only past RATIO, and stay only if they pay; Lloyd's result always."
+    import functools, itertools
+    from kmeans_lessons import bounds
+    X, C = CASES['blobs float32']
+    ratio, pays = {'no trial': (math.inf, 1.0), 'trial kept': (0.0, math.inf), 'trial dropped': (0.0, 0.0)}[mode]
+    monkeypatch.setattr(bounds.AutoStep, 'RATIO', ratio)
+    monkeypatch.setattr(bounds.AutoStep, 'PAYS', pays)
+    seen, begin = [], bounds.AutoStep.begin
+    def logged(self, C):
+        begin(self, C)
+        seen.append(self.name)
+    monkeypatch.setattr(bounds.AutoStep, 'begin', logged)
+    step = functools.partial(bounds.AutoStep, bound='hamerly', max_iter=80)
+    got = run_strategy(X, C, None, step, max_iter=80, tol=0.0)
+    ref = engine_lloyd(X, C, max_iter=80, tol=0.0)
+    assert torch.equal(got['labels'], ref['labels']) and got['n_iter'] == ref['n_iter'] >= 8
+    torch.testing.assert_close(got['centres'], ref['centres'], rtol=0, atol=0)
+    runs = [name for name, _ in itertools.groupby(seen)]
+    assert runs == {'no trial': ['lloyd'], 'trial kept': ['lloyd', 'hamerly'],
+                    'trial dropped': ['lloyd', 'hamerly', 'lloyd']}[mode]
+    assert seen[:2] == ['lloyd', 'lloyd']                                 # LLOYD_PASSES timed first
+    if mode == 'trial dropped': assert seen.count('hamerly') == 1 + bounds.AutoStep.TRIAL
+    assert got['algorithm'] == seen[-1]
+
+
+def test_strategy_for():
+    "'auto' is Lloyd where the shape or the distance rules the bounds out, else AutoStep on the shape's choice."
+    from kmeans_lessons.bounds import strategy_for, AutoStep
+    from kmeans_lessons.distances import get_distance
+    eu, cos = get_distance('euclidean'), get_distance('cosine')
+    assert strategy_for('auto', 10**5, 4, 50, 'cpu', eu, 300) == ('lloyd', LloydStep)
+    assert strategy_for('auto', 10**5, 4, 200, 'cpu', cos, 300) == ('lloyd', LloydStep)
+    assert strategy_for('auto', 10**5, 4, 200, 'cuda', eu, 300) == ('lloyd', LloydStep)
+    name, s = strategy_for('auto', 10**5, 100, 1000, 'cpu', eu, 50)
+    assert name == 'auto' and s.func is AutoStep and s.keywords == dict(bound='yinyang', max_iter=50)
+    assert strategy_for('elkan', 10, 2, 3, 'cpu', eu, 300) == ('elkan', ElkanStep)
