@@ -479,10 +479,11 @@ class LloydStep:
         return own_dists(x, self.C, lab) if self.euclid else d
 
     def block_sums(self, s, x, labels, first, w):
-        "With the kernel: label the block (into `labels`); its distances (b,) and its (sums (k, D), weights (k,))."
-        lab, d, sums, weights, _ = lloyd_pass(x, self.C, w, method=self.kernel)
+        """With the kernel: label the block (into `labels`); its distances (b,) and its (sums (k, D), weights (k,),
+        inertia), all from one `lloyd_pass`."""
+        lab, d, sums, weights, inertia = lloyd_pass(x, self.C, w, method=self.kernel)
         labels.copy_(lab)
-        return d, (sums, weights)
+        return d, (sums, weights, inertia)
 
     def moved(self, C_old, C_new, labels): pass
 
@@ -495,7 +496,7 @@ def own_dists(x, C, labels):
 # %% ../nbs/94_engine.ipynb #6c7b05bb
 def _reduce_block(x, lab, d, w, pre, buf, k, kernel=None, sums=None):
     """Add one block's weighted sums (k, D), weights (k,) and inertia into `buf` (float64). `sums`: the block's
-    (sums, weights) when the E-step made them; else with `kernel` ('fused' or 'blocked', no `pre`) the compiled
+    (sums, weights) or (sums, weights, inertia) when the E-step made them; else with `kernel` ('fused' or 'blocked', no `pre`) the compiled
     kernel adds the rows up as Lloyd's kernel does, or torch's `index_add_` does."""
     D = x.shape[1]
     if sums is None and kernel is not None: sums = cluster_sums(x, lab, k, w, method=kernel)
@@ -509,7 +510,8 @@ def _reduce_block(x, lab, d, w, pre, buf, k, kernel=None, sums=None):
             lj = lab[j:j + len(c)]
             S.index_add_(0, lj, c if w is None else c.mul_(w[j:j + len(c), None]))
         buf[k * D:k * D + k] += torch.bincount(lab, weights=None if w is None else w.double(), minlength=k)
-    buf[-2] += d.sum(dtype=torch.float64) if w is None else d.double() @ w.double()
+    if sums is not None and len(sums) == 3: buf[-2] += sums[2]        # the kernel's inertia, from the same pass
+    else: buf[-2] += d.sum(dtype=torch.float64) if w is None else d.double() @ w.double()
 
 def fill_empty(rows, C, sums, weights, labels, dists, comm, shift, pre, sample_weight):
     """scikit-learn's rule for empty clusters, over every block and rank: the e points farthest from their
@@ -547,15 +549,19 @@ def _pass(rows, step, C, labels, dists, w, pre, shift, first, k, count_changes, 
     step.begin(C)
     for s, x in rows.blocks(shift):
         e = s + len(x)
-        lab = labels[s:e].to(x.device, torch.long)                    # a view when labels are int64 on x's device
-        old = lab.clone() if count_changes else None
+        cur = labels[s:e]
+        lab = cur.to(x.device, torch.long)                            # a view when labels are int64 on x's device
+        view = lab.data_ptr() == cur.data_ptr()
+        old = lab.clone() if count_changes and view else cur          # the labels before this pass
         wb = None if w is None else w[s:e].to(x.device)
         if fused: d, sums = step.block_sums(s, x, lab, first, wb)      # (b,), ((k, D), (k,)) labels updated in place
         else: d, sums = step.block(s, x, lab, first), None             # (b,) labels updated in place
-        if final and kernel == 'blocked': d = own_dists(x, C, lab)    # 'fused' distances are differences already
+        if final and kernel == 'blocked':                             # 'fused' distances are differences already
+            d, sums = own_dists(x, C, lab), sums if sums is None else sums[:2]
         _reduce_block(x, lab, d, wb, pre, buf, k, kernel, sums)
         if count_changes: buf[-1] += (old != lab).sum()
-        labels[s:e], dists[s:e] = lab.to(labels.device, labels.dtype), d.to(dists.device)
+        if not view: labels[s:e] = lab                                # copy_ casts to the labels' dtype and device
+        dists[s:e] = d
     return buf
 
 def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streamed or a rank's shard)

@@ -39,13 +39,14 @@ def batch_sums(x, C, dist, sample_weight=None, memory_budget=None):
     step = LloydStep(Rows(x), C, dist, memory_budget=memory_budget)
     step.begin(C)
     labels = torch.zeros(len(x), dtype=torch.long, device=x.device)   # (b,) filled by the E-step
-    d = step.block(0, x, labels, True)                                 # (b,)
+    if step.kernel is not None: d, sums = step.block_sums(0, x, labels, True, sample_weight)  # one kernel pass
+    else: d, sums = step.block(0, x, labels, True), None               # (b,)
     if not bool(torch.isfinite(d).all()):
         check_batch(x); check_batch(C, 'the centres')
         raise ValueError(f"the squared distances of a batch overflow {x.dtype}, although its values are "
                          "finite: scale the data down, or use float64")
     buf = torch.zeros(K * D + K + 2, dtype=torch.float64, device=x.device)   # sums | weights | inertia | -
-    _reduce_block(x, labels, d, sample_weight, None, buf, K)
+    _reduce_block(x, labels, d, sample_weight, None, buf, K, step.kernel, sums)
     return labels, buf[:K * D].view(K, D), buf[K * D:K * D + K], float(buf[-2])
 
 def minibatch_step(x, C, counts, distance=None, *, sample_weight=None, reassign=False,
