@@ -16,7 +16,7 @@ from .validation import (convergence_warning, not_fitted, Interval, Options, val
 from .distances import get_distance, SqEuclidean
 from .assignment import assign
 from .lloyd import INITS, kmeans_plusplus_indices
-from .bounds import ALGORITHMS, STRATEGIES, choose_algorithm, strategy_for
+from .bounds import ALGORITHMS, strategy_for
 from .engine import Rows, Comm, fit_any, metric
 from .kernels import kernel_available, lloyd_pass
 
