@@ -412,9 +412,12 @@ class BoundStep:
     name = None
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None):
         if not metric(dist):
+            cosine = getattr(dist, 'name', '') == 'cosine'
+            chord = ("; for cosine, bounds on the chord distance between unit vectors would be "
+                     "exact, but they are not implemented") if cosine else ""
             raise ValueError(f"algorithm={self.name!r} needs the exact Euclidean distance: "
-                             f"its bounds come from the triangle inequality, which {dist!r} "
-                             "does not satisfy (or not to float precision). "
+                             "its bounds are written for the Euclidean triangle inequality, which "
+                             f"{dist!r} does not satisfy (or not to float precision){chord}. "
                              "Use algorithm='lloyd' (or 'auto') with this distance")
         N, k, D = rows.n, C.shape[0], rows.d
         b, isz, dev = min(rows.block_rows, max(N, 1)), rows.dtype.itemsize, rows.device

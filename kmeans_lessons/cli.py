@@ -342,7 +342,7 @@ def add_fit_parser(sub):
                                         "under torchrun 'cuda' is GPU LOCAL_RANK, with nccl")
     arg('--timeout', type=float, default=600,
         help='seconds a process waits for the others (default 600)')
-    arg('--verbose', action='store_true', help='report each iteration (on rank 0)')
+    arg('--verbose', action='store_true', help='progress bars and a summary line (rank 0)')
     f.set_defaults(run=fit_command, parser=f)
     return f
 

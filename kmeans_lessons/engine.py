@@ -463,7 +463,7 @@ class LloydStep:
     `s`, updating `labels` (b,) in place, and returns their squared distances by direct differences (b,).
     `kernel` names the compiled kernel's path that sums every strategy's rows (None: torch's `index_add_`); with it,
     Lloyd's `block_sums` labels the block, and sums it, in one call."""
-    name, bounds_bytes = 'lloyd', 0
+    name, bounds_bytes, takes_shift = 'lloyd', 0, True   # takes_shift: `block_sums` centres the rows itself
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None):
         self.dist = dist
         b = min(rows.block_rows, max(rows.n, 1))
@@ -478,10 +478,10 @@ class LloydStep:
         labels.copy_(lab)
         return own_dists(x, self.C, lab) if self.euclid else d
 
-    def block_sums(self, s, x, labels, first, w):
+    def block_sums(self, s, x, labels, first, w, shift=None):
         """With the kernel: label the block (into `labels`); its distances (b,) and its (sums (k, D), weights (k,),
-        inertia), all from one `lloyd_pass`."""
-        lab, d, sums, weights, inertia = lloyd_pass(x, self.C, w, method=self.kernel)
+        inertia), all from one `lloyd_pass`. With `shift`, the block is the rows x - shift, centred by the kernel."""
+        lab, d, sums, weights, inertia = lloyd_pass(x, self.C, w, method=self.kernel, shift=shift)
         labels.copy_(lab)
         return d, (sums, weights, inertia)
 
@@ -545,16 +545,20 @@ def _pass(rows, step, C, labels, dists, w, pre, shift, first, k, count_changes, 
     D = C.shape[1]
     kernel = getattr(step, 'kernel', None)
     fused = kernel is not None and hasattr(step, 'block_sums')
+    # Lloyd's kernel centres in-memory rows itself, as it reads them: no centred block is written
+    raw = (fused and getattr(step, 'takes_shift', False) and shift is not None and not rows.streamed
+           and not (final and kernel == 'blocked'))
     buf = torch.zeros(k * D + k + 2, dtype=torch.float64, device=C.device)  # sums | weights | inertia | changed
     step.begin(C)
-    for s, x in rows.blocks(shift):
+    for s, x in rows.blocks(None if raw else shift):
         e = s + len(x)
         cur = labels[s:e]
         lab = cur.to(x.device, torch.long)                            # a view when labels are int64 on x's device
         view = lab.data_ptr() == cur.data_ptr()
         old = lab.clone() if count_changes and view else cur          # the labels before this pass
         wb = None if w is None else w[s:e].to(x.device)
-        if fused: d, sums = step.block_sums(s, x, lab, first, wb)      # (b,), ((k, D), (k,)) labels updated in place
+        if raw: d, sums = step.block_sums(s, x, lab, first, wb, shift)  # x: the rows as they are; the kernel centres
+        elif fused: d, sums = step.block_sums(s, x, lab, first, wb)    # (b,), ((k, D), (k,)) labels updated in place
         else: d, sums = step.block(s, x, lab, first), None             # (b,) labels updated in place
         if final and kernel == 'blocked':                             # 'fused' distances are differences already
             d, sums = own_dists(x, C, lab), sums if sums is None else sums[:2]
@@ -815,7 +819,7 @@ ROW_INITS = {'k-means++': kmeans_plusplus_rows, 'random': forgy_rows, 'forgy': f
 
 # %% ../nbs/94_engine.ipynb #05602c02
 MEMORY_BLOCK_BYTES = 4 * 2**20   # in memory, the loop walks blocks of about this many bytes of rows
-CENTRED_COPY_BYTES = 32 * 2**20  # in memory, data up to this size are centred once, into a copy (larger: per block)
+CENTRED_COPY_BYTES = 64 * 2**20  # in memory, data up to this size are centred once, into a copy (larger: per block)
 
 def fit_rows(rows,                # the local rows, a `Rows`: in memory, streamed, or this rank's shard
              k,                   # number of clusters
@@ -832,8 +836,8 @@ def fit_rows(rows,                # the local rows, a `Rows`: in memory, streame
              verbose=0, **kw):    # more for `run_lloyd`: max_iter, memory_budget, chunk_size, keep_history, ...
     """What `KMeans.fit` does, for any source and any number of ranks: the global mean and variance in one pass
     (which also checks every value is finite), centring on the mean for the Euclidean distance (in memory, a
-    copy only up to `CENTRED_COPY_BYTES`, else each block as it is used: the caller's data are never changed or
-    copied whole), `tol` relative to the variance, `n_init` runs of `run_lloyd` from `init`, the lowest inertia
+    copy only up to `CENTRED_COPY_BYTES` and only where it pays, else each block as it is used, or by Lloyd's kernel
+    as it reads the rows: the caller's data are never changed or copied whole), `tol` relative to the variance, `n_init` runs of `run_lloyd` from `init`, the lowest inertia
     kept. Returns `run_lloyd`'s dict in the data's space, plus n_samples, n_features, distance, shift."""
     comm = comm or Comm()
     maps = mean_maps(dist)
@@ -853,7 +857,10 @@ def fit_rows(rows,                # the local rows, a `Rows`: in memory, streame
     work, wshift = rows, shift
     if euclid and not rows.streamed:      # in memory: small data centred once, into a copy; else a block at a time
         data = rows.data.to(rows.device, rows.dtype)                   # the caller's data when already there
-        copy = data.numel() * data.element_size() <= CENTRED_COPY_BYTES
+        # Lloyd's kernel centres the rows as it reads them: a copy pays only for k-means++'s k passes
+        own = (strategy is LloydStep and kernel_method(rows, k, dist) is not None
+               and not (isinstance(init, str) and init == 'k-means++'))
+        copy = data.numel() * data.element_size() <= CENTRED_COPY_BYTES and not own
         work = Rows(data - shift if copy else data, rows.name, device=rows.device, block_bytes=MEMORY_BLOCK_BYTES,
                     compact_labels=True)
         if copy: wshift = None

@@ -307,7 +307,9 @@ def _store(self:KMeans, r, out, names):
     "Keep a fit's result `r` (a dict, in the data's space) as the fitted attributes, in the input's kind (`out`)."
     self.cluster_centers_, self.labels_ = out(r['centres']), as_labels(out(r['labels']))
     self.inertia_, self.n_iter_ = float(r['inertia']), r['n_iter']
-    self.history_, self.inertia_history_ = [out(c) for c in r['history']], r['inertias']
+    # the history ends with the final centres: the same object, so a pickle holds them once
+    self.history_ = [out(c) for c in r['history'][:-1]] + [self.cluster_centers_]
+    self.inertia_history_ = r['inertias']
     self.n_features_in_, self.distance_ = r['n_features'], r['distance']
     self.algorithm_ = r['algorithm']                                   # what ran: what was asked, or 'auto's choice
     self._keep_feature_names(names)

@@ -178,11 +178,13 @@ def test_engine_runs_the_kernel_and_loads_it_once(monkeypatch):
 
 @needs_kernel
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-def test_label_dists_and_block_moments_against_float64(dtype):
+@pytest.mark.parametrize('D', [5, 37])
+def test_label_dists_and_block_moments_against_float64(dtype, D):
     "The engine's first pass (mean, M2, largest |x|) and the inertia's terms, against float64 brute force."
     from kmeans_lessons.engine import merge_moments
     g = torch.Generator().manual_seed(7)
-    X = (torch.randn(20_001, 5, generator=g) * 3 + 1e3).to(dtype)           # far from the origin: M2 by deviations
+    X = (torch.randn(20_001, D, generator=g) * 3 + 1e3).to(dtype)           # far from the origin: M2 by deviations
+    X[5, 1] = -2e3                                                           # the largest |x| is a negative value
     C, lab = X[:9].clone(), torch.randint(0, 9, (20_001,), generator=g)
     ref = ((X.double() - C.double()[lab]) ** 2).sum(1)
     torch.testing.assert_close(kernels.label_dists(X, C, lab).double(), ref, rtol=2 * torch.finfo(dtype).eps, atol=0)
@@ -193,5 +195,52 @@ def test_label_dists_and_block_moments_against_float64(dtype):
     assert acc[0] == 20_001 and top == float(X64.abs().max())
     torch.testing.assert_close(acc[1], X64.mean(0), rtol=1e-14, atol=0)
     torch.testing.assert_close(acc[2], ((X64 - X64.mean(0)) ** 2).sum(0), rtol=1e-10, atol=0)
+    assert top == 2e3
     X[123, 2] = float('nan')
     assert not all(bool(torch.isfinite(m2).all()) for _, _, m2 in kernels.block_moments(X)[0])
+    X[123, 2] = float('-inf')
+    assert not all(bool(torch.isfinite(m2).all()) for _, _, m2 in kernels.block_moments(X)[0])
+
+@pytest.mark.parametrize('method', ['fused', 'blocked', 'torch'])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('N,D,k', [(3001, 2, 8), (2000, 40, 100), (1500, 70, 37)])
+def test_shift_gives_the_centred_copy_bit_for_bit(method, dtype, N, D, k):
+    "lloyd_pass(X, C, shift=m) centres each row as it reads it: the floats of lloyd_pass(X - m, C), every output."
+    if method != 'torch' and not kernel_available(): pytest.skip("no C++ compiler here")
+    g = torch.Generator().manual_seed(N + k)
+    X = (torch.randn(N, D, generator=g) * 3 + 50).to(dtype)
+    w, m = torch.rand(N, generator=g, dtype=dtype), X.mean(0)
+    C = (X[torch.randperm(N, generator=g)[:k]] - m).clone()
+    before = X.clone()
+    n = torch.get_num_threads()
+    try:
+        for nt in sorted({1, max(2, n)}):
+            torch.set_num_threads(nt)
+            for ww in (None, w):
+                a = lloyd_pass(X - m, C, ww, method=method)
+                b = lloyd_pass(X, C, ww, method=method, shift=m)
+                assert all(torch.equal(p, q) for p, q in zip(a[:4], b[:4])) and a[4] == b[4]
+    finally: torch.set_num_threads(n)
+    assert torch.equal(X, before)
+    with pytest.raises(ValueError, match=r'shift must be a tensor of shape \(%d,\)' % D):
+        lloyd_pass(X, C, method=method, shift=m[:-1])
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('N,D,k', [(3001, 2, 8), (1999, 7, 32), (517, 1, 3), (20, 4, 1)])
+def test_rows_across_lanes_gives_the_lanes_floats(monkeypatch, dtype, N, D, k):
+    "'fused' with few centres puts rows across the lanes (ROWS_K): the same labels, distances and sums, bit for bit."
+    g = torch.Generator().manual_seed(N * k)
+    X, w = torch.randn(N, D, generator=g, dtype=dtype), torch.rand(N, generator=g, dtype=dtype)
+    C = X[torch.randperm(N, generator=g)[:k]].clone()
+    if k > 2: C[2] = C[1]                                                            # exact ties: the first centre
+    n = torch.get_num_threads()
+    try:
+        for nt in sorted({1, max(2, n)}):
+            torch.set_num_threads(nt)
+            for ww in (None, w):
+                monkeypatch.setattr(kernels, 'ROWS_K', 0); a = lloyd_pass(X, C, ww, method='fused')
+                monkeypatch.setattr(kernels, 'ROWS_K', 10**6); b = lloyd_pass(X, C, ww, method='fused')
+                assert all(torch.equal(p, q) for p, q in zip(a[:4], b[:4])) and a[4] == b[4]
+                if k > 2: assert not (b[0] == 2).any()
+    finally: torch.set_num_threads(n)
