@@ -819,7 +819,7 @@ ROW_INITS = {'k-means++': kmeans_plusplus_rows, 'random': forgy_rows, 'forgy': f
 
 # %% ../nbs/94_engine.ipynb #05602c02
 MEMORY_BLOCK_BYTES = 4 * 2**20   # in memory, the loop walks blocks of about this many bytes of rows
-CENTRED_COPY_BYTES = 64 * 2**20  # in memory, data up to this size are centred once, into a copy (larger: per block)
+CENTRED_COPY_BYTES = 32 * 2**20  # in memory, data up to this size are centred once, into a copy (larger: per block)
 
 def fit_rows(rows,                # the local rows, a `Rows`: in memory, streamed, or this rank's shard
              k,                   # number of clusters
@@ -836,8 +836,8 @@ def fit_rows(rows,                # the local rows, a `Rows`: in memory, streame
              verbose=0, **kw):    # more for `run_lloyd`: max_iter, memory_budget, chunk_size, keep_history, ...
     """What `KMeans.fit` does, for any source and any number of ranks: the global mean and variance in one pass
     (which also checks every value is finite), centring on the mean for the Euclidean distance (in memory, a
-    copy only up to `CENTRED_COPY_BYTES` and only where it pays, else each block as it is used, or by Lloyd's kernel
-    as it reads the rows: the caller's data are never changed or copied whole), `tol` relative to the variance, `n_init` runs of `run_lloyd` from `init`, the lowest inertia
+    copy only up to `CENTRED_COPY_BYTES`, else each block as it is used, or by Lloyd's kernel as it reads the rows:
+    the caller's data are never changed or copied whole), `tol` relative to the variance, `n_init` runs of `run_lloyd` from `init`, the lowest inertia
     kept. Returns `run_lloyd`'s dict in the data's space, plus n_samples, n_features, distance, shift."""
     comm = comm or Comm()
     maps = mean_maps(dist)
@@ -857,10 +857,7 @@ def fit_rows(rows,                # the local rows, a `Rows`: in memory, streame
     work, wshift = rows, shift
     if euclid and not rows.streamed:      # in memory: small data centred once, into a copy; else a block at a time
         data = rows.data.to(rows.device, rows.dtype)                   # the caller's data when already there
-        # Lloyd's kernel centres the rows as it reads them: a copy pays only for k-means++'s k passes
-        own = (strategy is LloydStep and kernel_method(rows, k, dist) is not None
-               and not (isinstance(init, str) and init == 'k-means++'))
-        copy = data.numel() * data.element_size() <= CENTRED_COPY_BYTES and not own
+        copy = data.numel() * data.element_size() <= CENTRED_COPY_BYTES
         work = Rows(data - shift if copy else data, rows.name, device=rows.device, block_bytes=MEMORY_BLOCK_BYTES,
                     compact_labels=True)
         if copy: wshift = None

@@ -244,3 +244,24 @@ def test_rows_across_lanes_gives_the_lanes_floats(monkeypatch, dtype, N, D, k):
                 assert all(torch.equal(p, q) for p, q in zip(a[:4], b[:4])) and a[4] == b[4]
                 if k > 2: assert not (b[0] == 2).any()
     finally: torch.set_num_threads(n)
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('N,D,k', [(3001, 64, 8), (999, 33, 3), (50, 128, 4), (257, 20, 1)])
+def test_half_lanes_give_the_full_lanes_floats(monkeypatch, dtype, N, D, k):
+    "'fused' with at most 8 centres (4 in float64) takes 32-byte vectors (HALF_LANES): the same floats, bit for bit."
+    g = torch.Generator().manual_seed(N * k + D)
+    X, w = torch.randn(N, D, generator=g, dtype=dtype), torch.rand(N, generator=g, dtype=dtype)
+    C = X[torch.randperm(N, generator=g)[:k]].clone()
+    if k > 2: C[2] = C[1]                                                            # exact ties: the first centre
+    monkeypatch.setattr(kernels, 'ROWS_K', 0)
+    n = torch.get_num_threads()
+    try:
+        for nt in sorted({1, max(2, n)}):
+            torch.set_num_threads(nt)
+            for ww in (None, w):
+                monkeypatch.setattr(kernels, 'HALF_LANES', False); a = lloyd_pass(X, C, ww, method='fused')
+                monkeypatch.setattr(kernels, 'HALF_LANES', True); b = lloyd_pass(X, C, ww, method='fused')
+                assert all(torch.equal(p, q) for p, q in zip(a[:4], b[:4])) and a[4] == b[4]
+                if k > 2: assert not (b[0] == 2).any()
+    finally: torch.set_num_threads(n)
