@@ -728,16 +728,18 @@ class AutoStep:
     `RATIO` times a pass that reads each row and its own centre (`own_dists`, the least a bound
     pass does), a trial of the bound strategy `bound`, kept only while a pass with it takes at
     most `PAYS` of Lloyd's fastest. `name` is the strategy running now. A pass's time runs from
-    one `begin` to the next (the whole iteration)."""
+    one `begin` to the next (the whole iteration). The bound strategy is built only when its trial
+    starts, from the centres of that moment: a fit with no trial never allocates its bounds."""
     MIN_LEFT, LLOYD_PASSES, TRIAL, PAYS, RATIO = 8, 2, 2, 0.85, 60
+    bounds_bytes = 0
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None, *, bound='hamerly',
                  max_iter=300):
         kw = dict(chunk_size=chunk_size, memory_budget=memory_budget)
         self.lloyd = LloydStep(rows, C, dist, **kw)
-        self.bound = STRATEGIES[bound](rows, C, dist, **kw)
-        self.kernel, self.bounds_bytes = self.lloyd.kernel, self.bound.bounds_bytes
+        self.build = lambda C: STRATEGIES[bound](rows, C, dist, **kw)   # at the trial
+        self.bound, self.kernel = None, self.lloyd.kernel
         self.now, self.i, self.max_iter, self.t, self.fresh = self.lloyd, -1, max_iter, None, False
-        self.times = {self.lloyd: [], self.bound: []}   # seconds per pass (no trial's first)
+        self.times = {'lloyd': [], 'bound': []}          # seconds per pass (no trial's first)
         self.probe = 0.0                                 # seconds of `own_dists` over the rows
 
     name = property(lambda self: self.now.name)
@@ -745,12 +747,15 @@ class AutoStep:
 
     def begin(self, C):
         t = time.perf_counter()
-        if self.t is not None and not self.fresh: self.times[self.now].append(t - self.t)
+        now = 'lloyd' if self.now is self.lloyd else 'bound'
+        if self.t is not None and not self.fresh: self.times[now].append(t - self.t)
         self.i, self.t, self.fresh = self.i + 1, t, False
-        lt, bt = self.times[self.lloyd], self.times[self.bound]
+        lt, bt = self.times['lloyd'], self.times['bound']
         if (self.now is self.lloyd and not bt and len(lt) >= self.LLOYD_PASSES
                 and self.max_iter - self.i >= self.MIN_LEFT):
-            if min(lt) > self.RATIO * self.probe: self.now, self.fresh = self.bound, True  # trial
+            if min(lt) > self.RATIO * self.probe:        # a trial
+                self.bound = self.bound or self.build(C)
+                self.now, self.fresh = self.bound, True
             else: bt.append(math.inf)                    # the bounds can't pay here: no trial
         elif self.now is self.bound and len(bt) >= self.TRIAL and min(bt) > self.PAYS * min(lt):
             self.now = self.lloyd                        # they didn't pay: Lloyd to the end

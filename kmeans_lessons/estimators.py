@@ -38,6 +38,13 @@ def feature_names(X): # the caller's input
     cols = getattr(X, 'columns', None)
     if cols is None: return None
     names = np.asarray(list(cols), dtype=object)
+    types = sorted({type(c).__name__ for c in names})
+    if len(types) > 1 and 'str' in types:                             # scikit-learn's rule and words
+        raise TypeError("Feature names are only supported if all input features have string names, but your input "
+                        f"has {types} as feature name / column name types. If you want feature names to be stored "
+                        "and validated, you must convert them all to strings, by using X.columns = "
+                        "X.columns.astype(str) for example. Otherwise you can remove feature / column names from "
+                        "your input data, or convert them all to a non-string data type.")
     return names if len(names) and all(isinstance(c, str) for c in names) else None
 
 # %% ../nbs/91_estimators.ipynb #1bf2628b

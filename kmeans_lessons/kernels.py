@@ -399,8 +399,9 @@ def _auto(N, D, k, dtype):
 
 def _combine(sums, ws, k):
     "The threads' sums (nt, kp, D) and weights (nt, kp) added up in thread order: (k, D), (k,)."
-    s, v = sums[0, :k].clone(), ws[0, :k].clone()
-    for t in range(1, len(sums)): s += sums[t, :k]; v += ws[t, :k]
+    if len(sums) == 1: return sums[0, :k], ws[0, :k]                   # fresh buffers: their views will do
+    s, v = sums[0, :k] + sums[1, :k], ws[0, :k] + ws[1, :k]
+    for t in range(2, len(sums)): s += sums[t, :k]; v += ws[t, :k]
     return s, v
 
 def _kernel_pass(X, C, w, method, rows=BLOCK_ROWS, shift=None):

@@ -278,10 +278,11 @@ def test_auto_measures(monkeypatch, mode):
     ratio, pays = {'no trial': (math.inf, 1.0), 'trial kept': (0.0, math.inf), 'trial dropped': (0.0, 0.0)}[mode]
     monkeypatch.setattr(bounds.AutoStep, 'RATIO', ratio)
     monkeypatch.setattr(bounds.AutoStep, 'PAYS', pays)
-    seen, begin = [], bounds.AutoStep.begin
+    seen, built, begin = [], [], bounds.AutoStep.begin
     def logged(self, C):
         begin(self, C)
         seen.append(self.name)
+        built.append(self.bound is not None)
     monkeypatch.setattr(bounds.AutoStep, 'begin', logged)
     step = functools.partial(bounds.AutoStep, bound='hamerly', max_iter=80)
     got = run_strategy(X, C, None, step, max_iter=80, tol=0.0)
@@ -294,6 +295,9 @@ def test_auto_measures(monkeypatch, mode):
     assert seen[:2] == ['lloyd', 'lloyd']                                 # LLOYD_PASSES timed first
     if mode == 'trial dropped': assert seen.count('hamerly') == 1 + bounds.AutoStep.TRIAL
     assert got['algorithm'] == seen[-1]
+    # the bounds are built when their trial starts, never without one
+    assert built == [name == 'hamerly' or (mode == 'trial dropped' and i > seen.index('hamerly'))
+                     for i, name in enumerate(seen)] if mode != 'no trial' else not any(built)
 
 
 def test_strategy_for():

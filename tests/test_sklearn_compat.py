@@ -176,6 +176,12 @@ def test_feature_name_warnings_match_sklearn(blobs, ours, theirs):
             assert got == want, (method, got, want)
     assert any('X has feature names, but KMeans was fitted without feature names' in m
                for m in _warned(lambda: KMeans(4, random_state=0).fit(blobs).predict(df)))
+    # mixed str and non-str column names: scikit-learn's TypeError, word for word, at fit and at predict
+    mixed = pd.DataFrame(blobs, columns=['a', 0, 'c'])
+    for call in (lambda e: e.fit(mixed), lambda e: e.fit(blobs).predict(mixed)):
+        with pytest.raises(TypeError) as mine: call(ours(4, random_state=0))
+        with pytest.raises(TypeError) as sk: call(theirs(4, random_state=0, n_init=1))
+        assert str(mine.value) == str(sk.value)
     # partial_fit checks the names of every later batch, as scikit-learn's does
     for first, later in [(df, blobs), (blobs, df)]:
         got = _warned(lambda: MiniBatchKMeans(4, random_state=0).partial_fit(first).partial_fit(later))
