@@ -202,31 +202,42 @@ def balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, eps
     if n_sweeps: g, _ = exact_potentials(cost, size_min, size_max, g, n_sweeps)
     return round_to_sizes(cost, g, size_min, size_max), g
 
+# %% ../nbs/12_balanced.ipynb #00347c39
+def _sum_sq(X, C, labels, sample_weight=None):
+    "The (weighted) sum of squared distances of the points X (N, D) to their centres C[labels]."
+    d = ((X - C[labels]) ** 2).sum(1)                                            # (N,)
+    return float(d.sum() if sample_weight is None else d @ sample_weight)
+
+def _keep(kept, X, C, labels, sample_weight=None):
+    "One frame of the history: a copy of the centres C, the labels drawn with them, their inertia."
+    kept[0].append(C.clone()); kept[1].append(labels)
+    kept[2].append(_sum_sq(X, C, labels, sample_weight))
+
 # %% ../nbs/12_balanced.ipynb #c61fc72f
 def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300, tol=0.0,
                    epsilon=0.1, sinkhorn_iter=5, n_sweeps=3, memory_budget=None,
                    keep_history=False, assign=None):
     """Lloyd's iterations with the balanced E-step and the usual M-step (`update_centroids`, an
-    empty cluster keeps its centre). Stops when the centres move by at most `tol` (total squared
-    shift) or the labels repeat. Returns a dict: centres, labels (those of the returned centres'
-    means), inertia (the (weighted) sum of squares of these labels and centres), n_iter,
-    history."""
+    empty cluster keeps its centre) until the centres move by at most `tol` (total squared shift)
+    or the labels repeat. Returns a dict: centres, labels (whose means they are), inertia, n_iter;
+    with `keep_history`, the centres of every iteration (history), the labels drawn with each
+    (labels_history: the E-step's; the last is `labels`) and their inertias (inertia_history)."""
     assign = balanced_assign if assign is None else assign   # the E-step: the lesson's by default
-    history, g, labels = [C.clone()] if keep_history else [], None, None
+    g, labels, kept = None, None, ([], [], [])         # kept: centres, labels, inertia per frame
     for it in range(1, max_iter + 1):
         new, g = assign(X, C, size_min, size_max, g=g, sample_weight=sample_weight,
                         epsilon=epsilon, sinkhorn_iter=sinkhorn_iter,
                         n_sweeps=n_sweeps, memory_budget=memory_budget)
+        if keep_history: _keep(kept, X, C, new, sample_weight)
         same = labels is not None and torch.equal(new, labels)
         labels = new
         C_new = update_centroids(X, labels, C, empty='keep', sample_weight=sample_weight)
         shift = float(((C_new - C) ** 2).sum())
         C = C_new
-        if keep_history: history.append(C.clone())
         if same or shift <= tol: break
-    d = ((X - C[labels]) ** 2).sum(1)                                            # (N,)
-    inertia = float(d.sum() if sample_weight is None else d @ sample_weight)
-    return dict(centres=C, labels=labels, inertia=inertia, n_iter=it, history=history)
+    if keep_history: _keep(kept, X, C, labels, sample_weight)
+    return dict(centres=C, labels=labels, inertia=_sum_sq(X, C, labels, sample_weight),
+                n_iter=it, history=kept[0], labels_history=kept[1], inertia_history=kept[2])
 
 # %% ../nbs/12_balanced.ipynb #0f0010ba
 class CostBlocks:
@@ -381,7 +392,11 @@ class BalancedKMeans(KMeansBase):
     inertia_ : float, the (weighted) sum of squared distances of the points to the centres of
     `labels_`
     n_iter_ : int, iterations of the best run
-    history_ : list of (k, D) centres (with keep_history=True)
+    history_ : list of (k, D) centres, the start and every iteration (with keep_history=True)
+    labels_history_ : list of (N,) labels meeting the size bounds, drawn with each entry of
+    history_: the E-step's, and labels_ for the last (with keep_history=True)
+    inertia_history_ : list of float, the inertia of each of these labellings (with
+    keep_history=True)
     n_features_in_ : int; feature_names_in_ : array of str, when X has string column names
 
     `predict(X)` gives the nearest centre to every row, as k-means-constrained's `predict` does:
@@ -456,6 +471,8 @@ def fit(self:BalancedKMeans, X, y=None, sample_weight=None):
     self.cluster_centers_, self.labels_ = out(best['centres'] + shift), out(best['labels'])
     self.inertia_, self.n_iter_ = best['inertia'], best['n_iter']
     self.history_ = [out(c + shift) for c in best['history']]
+    self.labels_history_ = [out(l) for l in best['labels_history']]
+    self.inertia_history_ = best['inertia_history']
     self.n_features_in_, self.distance_ = X.shape[1], dist
     self._keep_feature_names(names)
     return self
