@@ -213,17 +213,23 @@ def _keep(kept, X, C, labels, sample_weight=None):
     kept[0].append(C.clone()); kept[1].append(labels)
     kept[2].append(_sum_sq(X, C, labels, sample_weight))
 
+def _best(best, X, C, labels, sample_weight, it, rel=1e-4):
+    """The best state so far, (inertia, C, labels, it of the last gain), with C and labels of
+    iteration `it`; a gain is an inertia lower by more than `rel` of it."""
+    inertia = _sum_sq(X, C, labels, sample_weight)
+    if best is None or inertia < best[0] * (1 - rel): return inertia, C, labels, it
+    return (inertia, C, labels, best[3]) if inertia < best[0] else best
+
 # %% ../nbs/12_balanced.ipynb #c61fc72f
 def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300, tol=0.0,
                    epsilon=0.1, sinkhorn_iter=5, n_sweeps=3, memory_budget=None,
-                   keep_history=False, assign=None):
-    """Lloyd's iterations with the balanced E-step and the usual M-step (`update_centroids`, an
-    empty cluster keeps its centre) until the centres move by at most `tol` (total squared shift)
-    or the labels repeat. Returns a dict: centres, labels (whose means they are), inertia, n_iter;
-    with `keep_history`, the centres of every iteration (history), the labels drawn with each
-    (labels_history: the E-step's; the last is `labels`) and their inertias (inertia_history)."""
+                   keep_history=False, assign=None, patience=None):
+    """Lloyd's iterations with the balanced E-step and `update_centroids` until the centres move by
+    at most `tol` (total squared shift), the labels repeat, or the inertia gained nothing in
+    `patience` iterations (the best state is then kept). Returns a dict: centres, labels, inertia,
+    n_iter; with `keep_history`, per frame: history (centres), labels_history, inertia_history."""
     assign = balanced_assign if assign is None else assign   # the E-step: the lesson's by default
-    g, labels, kept = None, None, ([], [], [])         # kept: centres, labels, inertia per frame
+    g, labels, kept, best = None, None, ([], [], []), None  # kept: centres, labels, inertias
     for it in range(1, max_iter + 1):
         new, g = assign(X, C, size_min, size_max, g=g, sample_weight=sample_weight,
                         epsilon=epsilon, sinkhorn_iter=sinkhorn_iter,
@@ -231,10 +237,11 @@ def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300
         if keep_history: _keep(kept, X, C, new, sample_weight)
         same = labels is not None and torch.equal(new, labels)
         labels = new
-        C_new = update_centroids(X, labels, C, empty='keep', sample_weight=sample_weight)
-        shift = float(((C_new - C) ** 2).sum())
-        C = C_new
-        if same or shift <= tol: break
+        C, C_old = update_centroids(X, labels, C, empty='keep', sample_weight=sample_weight), C
+        shift = float(((C - C_old) ** 2).sum())
+        if patience: best = _best(best, X, C, labels, sample_weight, it)
+        if same or shift <= tol or (patience and it - best[3] >= patience): break
+    if patience: C, labels = best[1], best[2]       # the fast E-step's labels wander: the best
     if keep_history: _keep(kept, X, C, labels, sample_weight)
     return dict(centres=C, labels=labels, inertia=_sum_sq(X, C, labels, sample_weight),
                 n_iter=it, history=kept[0], labels_history=kept[1], inertia_history=kept[2])
@@ -368,7 +375,9 @@ class BalancedKMeans(KMeansBase):
         Most iterations of one run.
     tol : float, default=1e-4
         Stop when the total squared movement of the centres is at most `tol` times the data's mean
-        per-feature variance; runs also stop when no label changes.
+        per-feature variance; runs also stop when no label changes, or when the inertia has not
+        dropped by 0.01% in 10 iterations (the fast E-step is not exact, so its labels can wander
+        between near-equal solutions): the run then returns its best labels and their means.
     verbose : bool or int, default=False
         Progress bars for k-means++.
     random_state : int, None, torch.Generator or NumPy random state, default=None
@@ -466,7 +475,7 @@ def fit(self:BalancedKMeans, X, y=None, sample_weight=None):
         r = balanced_lloyd(Xc, C0, lo, hi, sample_weight=w, max_iter=self.max_iter, tol=tol,
                            epsilon=self.epsilon, sinkhorn_iter=self.sinkhorn_iter,
                            memory_budget=self.memory_budget, keep_history=self.keep_history,
-                           assign=fast_balanced_assign)
+                           assign=fast_balanced_assign, patience=10)
         if best is None or r['inertia'] < best['inertia']: best = r
     self.cluster_centers_, self.labels_ = out(best['centres'] + shift), out(best['labels'])
     self.inertia_, self.n_iter_ = best['inertia'], best['n_iter']

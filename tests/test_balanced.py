@@ -228,7 +228,7 @@ def unequal_blobs(seed=0):
 
 
 def test_history_of_labels_and_inertias():
-    "keep_history=True: per entry of history_, labels that meet the bounds and their true inertia; the centres are their means."
+    "keep_history=True: per entry of history_, labels that meet the bounds and their true inertia; the next centres are their means."
     X = unequal_blobs()
     lo, hi = 110, 130
     bk = BalancedKMeans(4, size_min=lo, size_max=hi, init=X[[0, 1, 2, 3]], keep_history=True).fit(X)
@@ -238,9 +238,9 @@ def test_history_of_labels_and_inertias():
         counts = np.bincount(lab, minlength=4)
         assert counts.min() >= lo and counts.max() <= hi, (i, counts)
         assert math.isclose(bk.inertia_history_[i], d2(X, C)[np.arange(len(X)), lab].sum(), rel_tol=1e-9)
-        if i < n:                                           # the next centres are these labels' means
-            means = np.stack([X[lab == j].mean(0) for j in range(4)])
-            assert np.allclose(bk.history_[i + 1], means)
+        means = np.stack([X[lab == j].mean(0) for j in range(4)])
+        if i < n - 1: assert np.allclose(bk.history_[i + 1], means)    # the next centres are their means
+    assert np.allclose(bk.history_[n], means)       # the last frame: the result (the best state seen), means too
     assert np.array_equal(bk.labels_history_[-1], bk.labels_) and bk.inertia_history_[-1] == bk.inertia_
     assert np.allclose(bk.history_[-1], bk.cluster_centers_)
 
