@@ -292,22 +292,30 @@ def _kth_split(P, b):
     return (below + above) / 2
 
 # %% ../nbs/12_balanced.ipynb #eb7e7a77
-def _thresholds(m, js, rank, start, k, w, size_min, size_max, rows):
-    """Per cluster, the thresholds with size_min and size_max of its values below, from the
-    values m sorted by cluster (js) with their rank in it: padded (clusters, w) tables of about
-    `rows` values each, the largest value too."""
-    per = max(1, rows // w)                                             # clusters per table
-    lo, hi, top = [], [], []
+def _tables(js, rank, start, k, w, rows):
+    """Where the values sorted by cluster (js), with their rank in it, go in padded (clusters, w)
+    tables of about `rows` values each: (first cluster, last + 1, first value, last + 1,
+    positions) per table. The same for every sweep of one E-step."""
+    per, out = max(1, rows // w), []                                    # clusters per table
     for c0 in range(0, k, per):
         c1 = min(k, c0 + per)
-        a, b = int(start[c0]), int(start[c1]) if c1 < k else len(m)
+        a, b = int(start[c0]), int(start[c1]) if c1 < k else len(js)
+        out.append((c0, c1, a, b, (js[a:b] - c0) * w + rank[a:b]))
+    return out
+
+def _thresholds(m, js, rank, start, k, w, size_min, size_max, rows, tables=None):
+    """Per cluster, the thresholds with size_min and size_max of its values below, from the
+    values m sorted by cluster (js) with their rank in it: padded (clusters, w) tables of about
+    `rows` values each (`tables`, from `_tables`), the largest value too."""
+    lo, hi = [], []
+    for c0, c1, a, b, pos in _tables(js, rank, start, k, w, rows) if tables is None else tables:
         P = m.new_full(((c1 - c0) * w,), math.inf)
-        P[(js[a:b] - c0) * w + rank[a:b]] = m[a:b]
+        P[pos] = m[a:b]
         P = P.view(c1 - c0, w)
         lo.append(_kth_split(P, size_min))
         hi.append(lo[-1] if size_max == size_min else _kth_split(P, size_max))
-        top.append(P.masked_fill(P == math.inf, -math.inf).max(1).values)  # the largest
-    return torch.cat(lo), torch.cat(hi), torch.cat(top)
+    top = m.new_full((k,), -math.inf).scatter_reduce_(0, js, m, 'amax')     # the largest
+    return torch.cat(lo), torch.cat(hi), top
 
 def jacobi_potentials(cand_cost, cand_idx, size_min, size_max, g, n_sweeps=3, damping=0.5):
     """The hard dual's potentials g (k,), all clusters at once, from each point's candidates
@@ -321,12 +329,14 @@ def jacobi_potentials(cand_cost, cand_idx, size_min, size_max, g, n_sweeps=3, da
     cnt = torch.bincount(js, minlength=k)
     start = torch.cumsum(cnt, 0) - cnt
     rank, w = torch.arange(len(js), device=js.device) - start[js], int(cnt.max())
-    col = torch.arange(L, device=js.device)
+    col, tables = torch.arange(L, device=js.device), _tables(js, rank, start, k, w, N * L)
     for _ in range(n_sweeps):
-        v, p = (cand_cost - g[cand_idx]).topk(2, 1, largest=False)     # best two candidates
-        other = torch.where(col == p[:, :1], v[:, 1:], v[:, :1])        # (N, L) best but this one
+        adj = cand_cost - g[cand_idx]                                   # (N, L) adjusted costs
+        v1, p1 = adj.min(1, keepdim=True)                               # the best candidate
+        v2 = adj.scatter_(1, p1, math.inf).min(1, keepdim=True).values   # the second best
+        other = torch.where(col == p1, v2, v1)                          # (N, L) best but this one
         m = (cand_cost - other).flatten()[o]                            # i prefers j iff m < g_j
-        lo, hi, top = _thresholds(m, js, rank, start, k, w, size_min, size_max, N * L)
+        lo, hi, top = _thresholds(m, js, rank, start, k, w, size_min, size_max, N * L, tables)
         target = torch.minimum(torch.minimum(lo, top).clamp_min(0), hi)  # too few: all of them
         g = g + damping * torch.where(cnt > 0, target - g, torch.zeros_like(g))
     return g
