@@ -343,7 +343,7 @@ def jacobi_potentials(cand_cost, cand_idx, size_min, size_max, g, n_sweeps=3, da
 
 # %% ../nbs/12_balanced.ipynb #c13c5203
 def fast_balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, epsilon=0.1,
-                         sinkhorn_iter=5, n_sweeps=3, n_candidates=8, memory_budget=None):
+                         sinkhorn_iter=5, n_sweeps=3, n_candidates=6, memory_budget=None):
     """The estimator's balanced E-step, with `balanced_assign`'s arguments and results: on the
     first call (g None) a few Sinkhorn steps from g = 0, then `jacobi_potentials` on each point's
     `n_candidates` best clusters, then `round_to_sizes`, all block by block over `CostBlocks`."""
@@ -365,7 +365,7 @@ class BalancedKMeans(KMeansBase):
     """K-means with bounds on the cluster sizes (balanced k-means), in PyTorch, with scikit-learn's
     API and k-means-constrained's parameter names. Each E-step solves the size-constrained
     assignment (`fast_balanced_assign`): the exact dual's potentials, all clusters at once on each
-    point's 8 best clusters and warm-started from the last E-step (Sinkhorn starts the first), then
+    point's 6 best clusters and warm-started from the last E-step (Sinkhorn starts the first), then
     a repair that makes the sizes hold exactly. The M-step is k-means' (`update_centroids`).
 
     Parameters
