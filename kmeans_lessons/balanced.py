@@ -202,31 +202,49 @@ def balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, eps
     if n_sweeps: g, _ = exact_potentials(cost, size_min, size_max, g, n_sweeps)
     return round_to_sizes(cost, g, size_min, size_max), g
 
+# %% ../nbs/12_balanced.ipynb #00347c39
+def _sum_sq(X, C, labels, sample_weight=None):
+    "The (weighted) sum of squared distances of the points X (N, D) to their centres C[labels]."
+    d = ((X - C[labels]) ** 2).sum(1)                                            # (N,)
+    return float(d.sum() if sample_weight is None else d @ sample_weight)
+
+def _keep(kept, X, C, labels, sample_weight=None):
+    "One frame of the history: a copy of the centres C, the labels drawn with them, their inertia."
+    kept[0].append(C.clone()); kept[1].append(labels)
+    kept[2].append(_sum_sq(X, C, labels, sample_weight))
+
+def _best(best, X, C, labels, sample_weight, it, rel=1e-4):
+    """The best state so far, (inertia, C, labels, it of the last gain), with C and labels of
+    iteration `it`; a gain is an inertia lower by more than `rel` of it."""
+    inertia = _sum_sq(X, C, labels, sample_weight)
+    if best is None or inertia < best[0] * (1 - rel): return inertia, C, labels, it
+    return (inertia, C, labels, best[3]) if inertia < best[0] else best
+
 # %% ../nbs/12_balanced.ipynb #c61fc72f
 def balanced_lloyd(X, C, size_min, size_max, *, sample_weight=None, max_iter=300, tol=0.0,
                    epsilon=0.1, sinkhorn_iter=5, n_sweeps=3, memory_budget=None,
-                   keep_history=False, assign=None):
-    """Lloyd's iterations with the balanced E-step and the usual M-step (`update_centroids`, an
-    empty cluster keeps its centre). Stops when the centres move by at most `tol` (total squared
-    shift) or the labels repeat. Returns a dict: centres, labels (those of the returned centres'
-    means), inertia (the (weighted) sum of squares of these labels and centres), n_iter,
-    history."""
+                   keep_history=False, assign=None, patience=None):
+    """Lloyd's iterations with the balanced E-step and `update_centroids` until the centres move by
+    at most `tol` (total squared shift), the labels repeat, or the inertia gained nothing in
+    `patience` iterations (the best state is then kept). Returns a dict: centres, labels, inertia,
+    n_iter; with `keep_history`, per frame: history (centres), labels_history, inertia_history."""
     assign = balanced_assign if assign is None else assign   # the E-step: the lesson's by default
-    history, g, labels = [C.clone()] if keep_history else [], None, None
+    g, labels, kept, best = None, None, ([], [], []), None  # kept: centres, labels, inertias
     for it in range(1, max_iter + 1):
         new, g = assign(X, C, size_min, size_max, g=g, sample_weight=sample_weight,
                         epsilon=epsilon, sinkhorn_iter=sinkhorn_iter,
                         n_sweeps=n_sweeps, memory_budget=memory_budget)
+        if keep_history: _keep(kept, X, C, new, sample_weight)
         same = labels is not None and torch.equal(new, labels)
         labels = new
-        C_new = update_centroids(X, labels, C, empty='keep', sample_weight=sample_weight)
-        shift = float(((C_new - C) ** 2).sum())
-        C = C_new
-        if keep_history: history.append(C.clone())
-        if same or shift <= tol: break
-    d = ((X - C[labels]) ** 2).sum(1)                                            # (N,)
-    inertia = float(d.sum() if sample_weight is None else d @ sample_weight)
-    return dict(centres=C, labels=labels, inertia=inertia, n_iter=it, history=history)
+        C, C_old = update_centroids(X, labels, C, empty='keep', sample_weight=sample_weight), C
+        shift = float(((C - C_old) ** 2).sum())
+        if patience: best = _best(best, X, C, labels, sample_weight, it)
+        if same or shift <= tol or (patience and it - best[3] >= patience): break
+    if patience: C, labels = best[1], best[2]       # the fast E-step's labels wander: the best
+    if keep_history: _keep(kept, X, C, labels, sample_weight)
+    return dict(centres=C, labels=labels, inertia=_sum_sq(X, C, labels, sample_weight),
+                n_iter=it, history=kept[0], labels_history=kept[1], inertia_history=kept[2])
 
 # %% ../nbs/12_balanced.ipynb #0f0010ba
 class CostBlocks:
@@ -274,22 +292,30 @@ def _kth_split(P, b):
     return (below + above) / 2
 
 # %% ../nbs/12_balanced.ipynb #eb7e7a77
-def _thresholds(m, js, rank, start, k, w, size_min, size_max, rows):
-    """Per cluster, the thresholds with size_min and size_max of its values below, from the
-    values m sorted by cluster (js) with their rank in it: padded (clusters, w) tables of about
-    `rows` values each, the largest value too."""
-    per = max(1, rows // w)                                             # clusters per table
-    lo, hi, top = [], [], []
+def _tables(js, rank, start, k, w, rows):
+    """Where the values sorted by cluster (js), with their rank in it, go in padded (clusters, w)
+    tables of about `rows` values each: (first cluster, last + 1, first value, last + 1,
+    positions) per table. The same for every sweep of one E-step."""
+    per, out = max(1, rows // w), []                                    # clusters per table
     for c0 in range(0, k, per):
         c1 = min(k, c0 + per)
-        a, b = int(start[c0]), int(start[c1]) if c1 < k else len(m)
+        a, b = int(start[c0]), int(start[c1]) if c1 < k else len(js)
+        out.append((c0, c1, a, b, (js[a:b] - c0) * w + rank[a:b]))
+    return out
+
+def _thresholds(m, js, rank, start, k, w, size_min, size_max, rows, tables=None):
+    """Per cluster, the thresholds with size_min and size_max of its values below, from the
+    values m sorted by cluster (js) with their rank in it: padded (clusters, w) tables of about
+    `rows` values each (`tables`, from `_tables`), the largest value too."""
+    lo, hi = [], []
+    for c0, c1, a, b, pos in _tables(js, rank, start, k, w, rows) if tables is None else tables:
         P = m.new_full(((c1 - c0) * w,), math.inf)
-        P[(js[a:b] - c0) * w + rank[a:b]] = m[a:b]
+        P[pos] = m[a:b]
         P = P.view(c1 - c0, w)
         lo.append(_kth_split(P, size_min))
         hi.append(lo[-1] if size_max == size_min else _kth_split(P, size_max))
-        top.append(P.masked_fill(P == math.inf, -math.inf).max(1).values)  # the largest
-    return torch.cat(lo), torch.cat(hi), torch.cat(top)
+    top = m.new_full((k,), -math.inf).scatter_reduce_(0, js, m, 'amax')     # the largest
+    return torch.cat(lo), torch.cat(hi), top
 
 def jacobi_potentials(cand_cost, cand_idx, size_min, size_max, g, n_sweeps=3, damping=0.5):
     """The hard dual's potentials g (k,), all clusters at once, from each point's candidates
@@ -303,19 +329,21 @@ def jacobi_potentials(cand_cost, cand_idx, size_min, size_max, g, n_sweeps=3, da
     cnt = torch.bincount(js, minlength=k)
     start = torch.cumsum(cnt, 0) - cnt
     rank, w = torch.arange(len(js), device=js.device) - start[js], int(cnt.max())
-    col = torch.arange(L, device=js.device)
+    col, tables = torch.arange(L, device=js.device), _tables(js, rank, start, k, w, N * L)
     for _ in range(n_sweeps):
-        v, p = (cand_cost - g[cand_idx]).topk(2, 1, largest=False)     # best two candidates
-        other = torch.where(col == p[:, :1], v[:, 1:], v[:, :1])        # (N, L) best but this one
+        adj = cand_cost - g[cand_idx]                                   # (N, L) adjusted costs
+        v1, p1 = adj.min(1, keepdim=True)                               # the best candidate
+        v2 = adj.scatter_(1, p1, math.inf).min(1, keepdim=True).values   # the second best
+        other = torch.where(col == p1, v2, v1)                          # (N, L) best but this one
         m = (cand_cost - other).flatten()[o]                            # i prefers j iff m < g_j
-        lo, hi, top = _thresholds(m, js, rank, start, k, w, size_min, size_max, N * L)
+        lo, hi, top = _thresholds(m, js, rank, start, k, w, size_min, size_max, N * L, tables)
         target = torch.minimum(torch.minimum(lo, top).clamp_min(0), hi)  # too few: all of them
         g = g + damping * torch.where(cnt > 0, target - g, torch.zeros_like(g))
     return g
 
 # %% ../nbs/12_balanced.ipynb #c13c5203
 def fast_balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None, epsilon=0.1,
-                         sinkhorn_iter=5, n_sweeps=3, n_candidates=8, memory_budget=None):
+                         sinkhorn_iter=5, n_sweeps=3, n_candidates=6, memory_budget=None):
     """The estimator's balanced E-step, with `balanced_assign`'s arguments and results: on the
     first call (g None) a few Sinkhorn steps from g = 0, then `jacobi_potentials` on each point's
     `n_candidates` best clusters, then `round_to_sizes`, all block by block over `CostBlocks`."""
@@ -337,7 +365,7 @@ class BalancedKMeans(KMeansBase):
     """K-means with bounds on the cluster sizes (balanced k-means), in PyTorch, with scikit-learn's
     API and k-means-constrained's parameter names. Each E-step solves the size-constrained
     assignment (`fast_balanced_assign`): the exact dual's potentials, all clusters at once on each
-    point's 8 best clusters and warm-started from the last E-step (Sinkhorn starts the first), then
+    point's 6 best clusters and warm-started from the last E-step (Sinkhorn starts the first), then
     a repair that makes the sizes hold exactly. The M-step is k-means' (`update_centroids`).
 
     Parameters
@@ -357,7 +385,9 @@ class BalancedKMeans(KMeansBase):
         Most iterations of one run.
     tol : float, default=1e-4
         Stop when the total squared movement of the centres is at most `tol` times the data's mean
-        per-feature variance; runs also stop when no label changes.
+        per-feature variance; runs also stop when no label changes, or when the inertia has not
+        dropped by 0.01% in 10 iterations (the fast E-step is not exact, so its labels can wander
+        between near-equal solutions): the run then returns its best labels and their means.
     verbose : bool or int, default=False
         Progress bars for k-means++.
     random_state : int, None, torch.Generator or NumPy random state, default=None
@@ -381,7 +411,11 @@ class BalancedKMeans(KMeansBase):
     inertia_ : float, the (weighted) sum of squared distances of the points to the centres of
     `labels_`
     n_iter_ : int, iterations of the best run
-    history_ : list of (k, D) centres (with keep_history=True)
+    history_ : list of (k, D) centres, the start and every iteration (with keep_history=True)
+    labels_history_ : list of (N,) labels meeting the size bounds, drawn with each entry of
+    history_: the E-step's, and labels_ for the last (with keep_history=True)
+    inertia_history_ : list of float, the inertia of each of these labellings (with
+    keep_history=True)
     n_features_in_ : int; feature_names_in_ : array of str, when X has string column names
 
     `predict(X)` gives the nearest centre to every row, as k-means-constrained's `predict` does:
@@ -451,11 +485,13 @@ def fit(self:BalancedKMeans, X, y=None, sample_weight=None):
         r = balanced_lloyd(Xc, C0, lo, hi, sample_weight=w, max_iter=self.max_iter, tol=tol,
                            epsilon=self.epsilon, sinkhorn_iter=self.sinkhorn_iter,
                            memory_budget=self.memory_budget, keep_history=self.keep_history,
-                           assign=fast_balanced_assign)
+                           assign=fast_balanced_assign, patience=10)
         if best is None or r['inertia'] < best['inertia']: best = r
     self.cluster_centers_, self.labels_ = out(best['centres'] + shift), out(best['labels'])
     self.inertia_, self.n_iter_ = best['inertia'], best['n_iter']
     self.history_ = [out(c + shift) for c in best['history']]
+    self.labels_history_ = [out(l) for l in best['labels_history']]
+    self.inertia_history_ = best['inertia_history']
     self.n_features_in_, self.distance_ = X.shape[1], dist
     self._keep_feature_names(names)
     return self

@@ -152,3 +152,31 @@ def test_page_has_a_heading_and_one_sans_serif_font(fitted, browser, tmp_path):
                              .map(s => getComputedStyle(document.querySelector(s)).fontFamily)""")
     pg.close()
     assert len(set(fonts)) == 1 and fonts[0].endswith('sans-serif'), fonts
+
+
+def test_side_by_side_plays_in_one_player(browser, tmp_path):
+    "Lesson 12's animation: a plain and a balanced fit in one player, as many frames as the longer fit, two panels."
+    from kmeans_lessons.animation import animate_side_by_side
+    from kmeans_lessons.balanced import BalancedKMeans
+    X, _, _ = sample_blobs(4, 100, seed=0)
+    km = KMeans(4, init=X[:4], n_init=1, keep_history=True).fit(X)
+    bk = BalancedKMeans(4, size_min=100, size_max=100, init=X[:4], keep_history=True).fit(X)
+    anim = animate_side_by_side(X, [km, bk], titles=['Lloyd', 'balanced'], dpi=40)
+    n = max(km.n_iter_, bk.n_iter_) + 1
+    path = save_animation(anim, tmp_path / 'two.html', fps=20)
+    errors = []
+    pg = browser.new_page()
+    pg.on('pageerror', lambda exc: errors.append(str(exc)))
+    pg.goto(path.as_uri())
+    pg.wait_for_function(f"() => {ANIM} !== undefined")
+    assert pg.evaluate(f"{ANIM}.frames.length") == n == anim.n_frames
+    size = pg.locator('img[id^=_anim_img]').evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert size == [320, 160], size                                   # two 4-inch panels at 40 dpi
+    first = src(pg)
+    pg.click('button[title="Play"]')
+    pg.wait_for_function(f"() => {ANIM}.current_frame == {n - 1}", timeout=20_000)
+    assert src(pg) != first and src(pg) == pg.evaluate(f"{ANIM}.frames[{n - 1}].src")
+    img = shot(pg)
+    assert img.std() > 20 and len(np.unique(img.reshape(-1, 3), axis=0)) > 20
+    pg.close()
+    assert errors == []

@@ -218,3 +218,94 @@ def test_thresholds_per_cluster_in_groups(rows):
         mj = m[js == j]
         if len(mj) == 0: assert lo[j] == math.inf and top[j] == -math.inf; continue
         assert lo[j] == _split_mid(mj, 20) and hi[j] == _split_mid(mj, 30) and top[j] == mj.max()
+
+
+def unequal_blobs(seed=0):
+    "Blobs of 240, 120, 60 and 60 points: Lloyd's clusters come out unequal, balanced ones have 120 each."
+    X, _ = make_blobs([240, 120, 60, 60], centers=[[0, 0], [9, 1], [4, 8], [-6, 7]], cluster_std=1.5,
+                      random_state=seed)
+    return X
+
+
+def test_history_of_labels_and_inertias():
+    "keep_history=True: per entry of history_, labels that meet the bounds and their true inertia; the next centres are their means."
+    X = unequal_blobs()
+    lo, hi = 110, 130
+    bk = BalancedKMeans(4, size_min=lo, size_max=hi, init=X[[0, 1, 2, 3]], keep_history=True).fit(X)
+    n = bk.n_iter_
+    assert n >= 3 and len(bk.history_) == len(bk.labels_history_) == len(bk.inertia_history_) == n + 1
+    for i, (C, lab) in enumerate(zip(bk.history_, bk.labels_history_)):
+        counts = np.bincount(lab, minlength=4)
+        assert counts.min() >= lo and counts.max() <= hi, (i, counts)
+        assert math.isclose(bk.inertia_history_[i], d2(X, C)[np.arange(len(X)), lab].sum(), rel_tol=1e-9)
+        means = np.stack([X[lab == j].mean(0) for j in range(4)])
+        if i < n - 1: assert np.allclose(bk.history_[i + 1], means)    # the next centres are their means
+    assert np.allclose(bk.history_[n], means)       # the last frame: the result (the best state seen), means too
+    assert np.array_equal(bk.labels_history_[-1], bk.labels_) and bk.inertia_history_[-1] == bk.inertia_
+    assert np.allclose(bk.history_[-1], bk.cluster_centers_)
+
+
+def test_no_history_unless_asked():
+    "The default keeps no history, so a pickled fit stays small."
+    import pickle
+    X = unequal_blobs()
+    plain = BalancedKMeans(4, size_min=120, size_max=120, random_state=0).fit(X)
+    kept = BalancedKMeans(4, size_min=120, size_max=120, random_state=0, keep_history=True).fit(X)
+    assert plain.history_ == plain.labels_history_ == plain.inertia_history_ == []
+    assert np.array_equal(plain.labels_, kept.labels_) and plain.n_iter_ == kept.n_iter_ >= 2
+    assert len(pickle.dumps(kept)) - len(pickle.dumps(plain)) >= kept.n_iter_ * X.shape[0] * 8
+
+
+def test_side_by_side_animation_of_plain_and_balanced():
+    """One player, two panels (lesson 12): as many frames as the longer fit, each panel's centres and labels at
+    frame i those of its fit (the shorter one stays on its last), the same colours, balanced sizes in every frame."""
+    from kmeans_lessons.estimators import KMeans
+    from kmeans_lessons.data import cluster_colors
+    from kmeans_lessons.animation import animate_side_by_side
+    X = unequal_blobs()
+    C0 = X[[0, 1, 2, 3]]                                     # one blob holds every start: many iterations
+    km = KMeans(4, init=C0, n_init=1, keep_history=True).fit(X)
+    bk = BalancedKMeans(4, size_min=120, size_max=120, init=C0, keep_history=True).fit(X)
+    assert km.n_iter_ != bk.n_iter_ and min(km.n_iter_, bk.n_iter_) >= 3
+    anim = animate_side_by_side(X, [km, bk], titles=['Lloyd', 'balanced'], dpi=30)
+    assert anim.n_frames == max(km.n_iter_, bk.n_iter_) + 1
+    left, right = anim.scenes
+    assert left.ax.get_position().x1 <= right.ax.get_position().x0              # two panels, side by side
+    for i in [anim.n_frames - 1, 0, 2, min(km.n_iter_, bk.n_iter_) + 1]:         # in any order
+        anim.draw(i)
+        for sc, fit, name in [(left, km, 'Lloyd'), (right, bk, 'balanced')]:
+            t = min(i, fit.n_iter_)
+            assert np.allclose(sc.cross_k.get_xydata(), fit.history_[t])
+            assert sc.ax.get_title().startswith(f"{name} · iteration {t} · ")
+        nearest = d2(X, km.history_[min(i, km.n_iter_)]).argmin(1)                 # Lloyd's: the nearest centre
+        assert np.array_equal(left.scatter.get_array(), nearest)
+        lab = np.asarray(right.scatter.get_array())
+        assert np.array_equal(lab, bk.labels_history_[min(i, bk.n_iter_)])
+        assert (np.bincount(lab.astype(int), minlength=4) == 120).all()
+    anim.draw(anim.n_frames - 1)                                                 # the last frame: the fits' own
+    assert left.ax.get_title() == f"Lloyd · iteration {km.n_iter_} · inertia {km.inertia_:,.1f}"
+    assert right.ax.get_title() == f"balanced · iteration {bk.n_iter_} · inertia {bk.inertia_:,.1f}"
+    colours = cluster_colors(4)
+    for sc in (left, right):
+        assert np.allclose(sc.cmap.colors, colours)
+        assert all(np.allclose(mpl_colour(line.get_color()), colours[j]) for j, line in enumerate(sc.trails))
+    assert left.ax.get_xlim() == right.ax.get_xlim() and left.ax.get_ylim() == right.ax.get_ylim()
+
+
+def mpl_colour(c):
+    from matplotlib.colors import to_rgba
+    return np.array(to_rgba(c))
+
+
+def test_side_by_side_refuses_bad_input():
+    from kmeans_lessons.animation import animate_side_by_side
+    X = unequal_blobs()
+    bk = BalancedKMeans(4, size_min=120, size_max=120, random_state=0, keep_history=True).fit(X)
+    with pytest.raises(ValueError, match='fits is empty'): animate_side_by_side(X, [])
+    with pytest.raises(ValueError, match='2 fits need 2 titles'): animate_side_by_side(X, [bk, bk], titles=['a'])
+    with pytest.raises(ValueError, match='one per frame'):
+        animate_side_by_side(X, [bk.history_], labels=[bk.labels_history_[:-1]])
+    with pytest.raises(ValueError, match=r'labels\[0\] must be'):
+        animate_side_by_side(X, [bk.history_], labels=[[np.full(len(X), 7)] * len(bk.history_)])
+    with pytest.raises(ValueError, match='kept no history'):
+        animate_side_by_side(X, [BalancedKMeans(4, size_min=120, size_max=120, random_state=0).fit(X)])

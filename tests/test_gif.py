@@ -1,4 +1,5 @@
 """GIFs for slides: one frame per centroid set, and every frame shows something new while the centroids move."""
+import io
 import numpy as np
 import torch
 from PIL import Image
@@ -54,3 +55,26 @@ def test_a_model_without_history_gets_a_clear_error():
     with pytest.raises(ValueError, match='not fitted'): animate_kmeans(X, KMeans(3))
     with_history = KMeans(3, random_state=0, keep_history=True).fit(X)
     assert animate_kmeans(X, with_history, dpi=20).n_frames == with_history.n_iter_ + 1
+
+
+def test_gif_side_by_side_panels_follow_their_own_fit(tmp_path):
+    "Two fits in one GIF: one frame per entry of the longer history; once the short fit has ended, its half stays still."
+    from kmeans_lessons.animation import animate_side_by_side
+    X, _, _ = sample_blobs(6, 250, seed=42)
+    long = KMeans(6, init=X[:6], max_iter=50, keep_history=True).fit(X)            # a bad start: many iterations
+    short = KMeans(6, random_state=0, keep_history=True).fit(X)
+    assert short.n_iter_ + 3 <= long.n_iter_
+    anim = animate_side_by_side(X, [short, long], dpi=30)
+    assert anim.n_frames == long.n_iter_ + 1
+    frames, _ = gif_frames(save_animation(anim, tmp_path / 'two.gif', fps=5))
+    assert len(frames) == anim.n_frames and frames[0].shape[1] == 2 * frames[0].shape[0]   # 8 x 4 inches
+    def pixels(i):                                   # frame i in full colour (a GIF's palette changes per frame)
+        anim.draw(i)
+        return np.asarray(Image.open(io.BytesIO(anim.scene.png(colors=None))).convert('RGB')).astype(int)
+    before, half = pixels(short.n_iter_ + 1), frames[0].shape[1] // 2
+    for i in range(short.n_iter_ + 2, anim.n_frames):
+        now = pixels(i)
+        assert np.array_equal(now[:, :half], before[:, :half]), f"frame {i}: the ended fit moved"
+        if not torch.equal(long.history_[i], long.history_[i - 1]):
+            assert (np.abs(now[:, half:] - before[:, half:]).sum(-1) > 0).sum() > 10, f"frame {i} is still"
+        before = now
