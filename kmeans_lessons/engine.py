@@ -818,7 +818,7 @@ ROW_INITS = {'k-means++': kmeans_plusplus_rows, 'random': forgy_rows, 'forgy': f
              'random-partition': random_partition_rows}
 
 # %% ../nbs/94_engine.ipynb #05602c02
-MEMORY_BLOCK_BYTES = 4 * 2**20   # in memory, the loop walks blocks of about this many bytes of rows
+MEMORY_BLOCK_BYTES = 16 * 2**20  # in memory, the loop walks blocks of about this many bytes of rows (fewer kernel calls)
 CENTRED_COPY_BYTES = 32 * 2**20  # in memory, data up to this size are centred once, into a copy (larger: per block)
 
 def fit_rows(rows,                # the local rows, a `Rows`: in memory, streamed, or this rank's shard
