@@ -744,6 +744,7 @@ class AutoStep:
 
     name = property(lambda self: self.now.name)
     skipped = property(lambda self: getattr(self.now, 'skipped', 0.0))
+    takes_shift = property(lambda self: self.now is self.lloyd)   # Lloyd's kernel centres the rows itself
 
     def begin(self, C):
         t = time.perf_counter()
@@ -774,11 +775,11 @@ class AutoStep:
         self._probe(x, labels)
         return d
 
-    def block_sums(self, s, x, labels, first, w):       # the engine's path with the kernel
+    def block_sums(self, s, x, labels, first, w, shift=None):   # the engine's path with the kernel
         if self.now is not self.lloyd:
             return self.bound.block(s, x, labels, first or self.fresh), None
-        out = self.lloyd.block_sums(s, x, labels, first, w)
-        self._probe(x, labels)
+        out = self.lloyd.block_sums(s, x, labels, first, w, shift)
+        self._probe(x if shift is None else x - shift, labels)
         return out
 
     def moved(self, C_old, C_new, labels): self.now.moved(C_old, C_new, labels)

@@ -545,11 +545,11 @@ def _pass(rows, step, C, labels, dists, w, pre, shift, first, k, count_changes, 
     D = C.shape[1]
     kernel = getattr(step, 'kernel', None)
     fused = kernel is not None and hasattr(step, 'block_sums')
+    buf = torch.zeros(k * D + k + 2, dtype=torch.float64, device=C.device)  # sums | weights | inertia | changed
+    step.begin(C)                                                     # ('auto' may switch strategy here)
     # Lloyd's kernel centres in-memory rows itself, as it reads them: no centred block is written
     raw = (fused and getattr(step, 'takes_shift', False) and shift is not None and not rows.streamed
            and not (final and kernel == 'blocked'))
-    buf = torch.zeros(k * D + k + 2, dtype=torch.float64, device=C.device)  # sums | weights | inertia | changed
-    step.begin(C)
     for s, x in rows.blocks(None if raw else shift):
         e = s + len(x)
         cur = labels[s:e]
@@ -837,8 +837,8 @@ def fit_rows(rows,                # the local rows, a `Rows`: in memory, streame
     """What `KMeans.fit` does, for any source and any number of ranks: the global mean and variance in one pass
     (which also checks every value is finite), centring on the mean for the Euclidean distance (in memory, a
     copy only up to `CENTRED_COPY_BYTES`, else each block as it is used, or by Lloyd's kernel as it reads the rows:
-    the caller's data are never changed or copied whole), `tol` relative to the variance, `n_init` runs of `run_lloyd` from `init`, the lowest inertia
-    kept. Returns `run_lloyd`'s dict in the data's space, plus n_samples, n_features, distance, shift."""
+    the caller's data are never changed or copied whole), `tol` relative to the variance, `n_init` runs of
+    `run_lloyd` from `init`, the best kept. Returns `run_lloyd`'s dict in the data's space, plus n_samples, n_features, distance."""
     comm = comm or Comm()
     maps = mean_maps(dist)
     pre = maps[0] if maps else None

@@ -311,3 +311,33 @@ def test_strategy_for():
     name, s = strategy_for('auto', 10**5, 100, 1000, 'cpu', eu, 50)
     assert name == 'auto' and s.func is AutoStep and s.keywords == dict(bound='yinyang', max_iter=50)
     assert strategy_for('elkan', 10, 2, 3, 'cpu', eu, 300) == ('elkan', ElkanStep)
+
+
+def test_auto_centres_big_data_in_the_kernel_while_lloyd_runs(monkeypatch):
+    """'auto' on in-memory data over CENTRED_COPY_BYTES: while Lloyd runs, its kernel centres the rows as it reads
+    them (no centred blocks); a trial's bounds get centred blocks; Lloyd's result from a centred copy either way."""
+    import functools
+    from kmeans_lessons import bounds
+    from kmeans_lessons.estimators import KMeans
+    dist = SqEuclidean()
+    if engine.kernel_method(engine.Rows(torch.zeros(1, 3)), 4, dist) is None: pytest.skip("no compiled kernel here")
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(3000, 3, generator=g) * 2 + 40
+    C = X[torch.randperm(3000, generator=g)[:4]].clone()
+    ref = KMeans(4, init=C, max_iter=20, tol=0, algorithm='lloyd').fit(X)   # small data: one centred copy
+    monkeypatch.setattr(engine, 'CENTRED_COPY_BYTES', 0)               # now every array counts as big: no copy
+    shifts, real = [], engine.LloydStep.block_sums
+    def spy(self, s, x, labels, first, w, shift=None):
+        shifts.append(shift is not None)
+        return real(self, s, x, labels, first, w, shift)
+    monkeypatch.setattr(engine.LloydStep, 'block_sums', spy)
+    monkeypatch.setattr(bounds.AutoStep, 'RATIO', 0.0)                 # always a trial
+    for pays in (0.0, math.inf):                                      # the trial dropped, and kept
+        monkeypatch.setattr(bounds.AutoStep, 'PAYS', pays)
+        shifts.clear()
+        step = functools.partial(bounds.AutoStep, bound='hamerly', max_iter=20)
+        got = engine.fit_rows(engine.Rows(X), 4, dist, init=C, strategy=step, tol=0, max_iter=20)
+        assert len(shifts) >= 2 and all(shifts)                        # Lloyd's passes: the kernel centred
+        assert torch.equal(got['labels'].long(), torch.as_tensor(ref.labels_).long())
+        assert got['n_iter'] == ref.n_iter_
+        torch.testing.assert_close(got['centres'], torch.as_tensor(ref.cluster_centers_), rtol=0, atol=0)
