@@ -744,7 +744,7 @@ class AutoStep:
 
     name = property(lambda self: self.now.name)
     skipped = property(lambda self: getattr(self.now, 'skipped', 0.0))
-    takes_shift = property(lambda self: self.now is self.lloyd)   # Lloyd's kernel centres the rows itself
+    takes_shift = property(lambda self: self.now is self.lloyd)   # Lloyd's kernel centres rows
 
     def begin(self, C):
         t = time.perf_counter()
