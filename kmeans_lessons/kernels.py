@@ -16,11 +16,21 @@ from .assignment import assign
 _SOURCE = r'''
 #include <cstdint>
 #include <cstring>
+#include <cmath>
 #include <limits>
 #include <omp.h>
 
-// B bytes of T (64: 16 floats or 8 doubles; 32: half as many lanes), and the integers of the same width.
-template <typename T, int B = 64> struct Vec;
+// The widest vectors the CPU has (VB bytes: 64 with AVX-512, 32 with AVX2, else 16), chosen when compiling: wider
+// vectors written with GCC's extensions run many times slower, split into narrower ones, than the native width.
+#if defined(__AVX512F__)
+#define VB 64
+#elif defined(__AVX__)
+#define VB 32
+#else
+#define VB 16
+#endif
+// B bytes of T (VB: 16 floats or 8 doubles with AVX-512; VB / 2: half as many lanes), and the integers of that width.
+template <typename T, int B = VB> struct Vec;
 template <int B> struct Vec<float, B>  { typedef float v __attribute__((vector_size(B))); typedef int32_t i __attribute__((vector_size(B))); enum { W = B / 4 }; };
 template <int B> struct Vec<double, B> { typedef double v __attribute__((vector_size(B))); typedef int64_t i __attribute__((vector_size(B))); enum { W = B / 8 }; };
 
@@ -39,6 +49,15 @@ static inline void reduce_lanes(V best, I idx, T& b, int64_t& j) {
     b = best[0]; j = idx[0];
 }
 
+// acc + a * b in every lane, rounded once (a fused multiply-add). Written out, as every kernel writes it: the build
+// turns off the compiler's own contraction (-ffp-contract=off), which it applied in some loops and not in others.
+template <typename V>
+static inline V fmadd(V a, V b, V acc) {
+    constexpr int W = sizeof(V) / sizeof(a[0]);
+    V out; for (int l = 0; l < W; ++l) out[l] = std::fma(a[l], b[l], acc[l]);
+    return out;
+}
+
 // Not inlined: one copy of this code adds every row, in the E-step kernels and in `sums_by_label`, so both round alike.
 template <typename T>
 __attribute__((noinline)) static void add_row(const T* x, int64_t D, int64_t lab, double w, T dist,
@@ -49,7 +68,7 @@ __attribute__((noinline)) static void add_row(const T* x, int64_t D, int64_t lab
     *inertia += w * (double)dist;
 }
 
-// out = x - shift over D features, 16 floats (8 doubles) at a time: what a centred copy holds, bit for bit.
+// out = x - shift over D features, a vector at a time: what a centred copy holds, bit for bit.
 template <typename T>
 static inline void centre_row(const T* x, const T* shift, T* out, int64_t D) {
     typedef typename Vec<T>::v V; constexpr int W = Vec<T>::W;
@@ -74,8 +93,8 @@ static inline T sqnorm(const T* x, int64_t D) {
 // Small D or small k: the distances (x - c)^2 for W centres at a time, R rows at a time, the running minimum in registers.
 // Ct: centres transposed (D, kp), kp a multiple of W, padded columns NaN (never the minimum).
 // shift (D) or null: the rows are X - shift, each row centred as it is read (the floats of a centred copy).
-// B: the vectors' bytes (32 for k <= 8 floats: no lane is wasted on padding). Every lane computes the same floats.
-template <typename T, int R, int B = 64>
+// B: the vectors' bytes (VB / 2 for k <= half a vector's lanes: fewer lanes wasted on padding). Every lane computes the same floats.
+template <typename T, int R, int B = VB>
 static void fused(const T* X, int64_t N, int64_t D, const T* Ct, int64_t kp, const T* w,
                   int64_t* labels, T* mind, double* sums, double* wsum, double* inertia, int nt, const T* shift) {
     typedef typename Vec<T, B>::v V; typedef typename Vec<T, B>::i I; constexpr int W = Vec<T, B>::W;
@@ -103,7 +122,7 @@ static void fused(const T* X, int64_t N, int64_t D, const T* Ct, int64_t kp, con
                 for (int r = 0; r < R; ++r) acc[r] = V{} ;
                 for (int64_t d = 0; d < D; ++d) {
                     V c; std::memcpy(&c, Ct + d * kp + jt, sizeof(V));
-                    for (int r = 0; r < R; ++r) { V diff = xr[r][d] - c; acc[r] += diff * diff; }
+                    for (int r = 0; r < R; ++r) { V diff = xr[r][d] - c; acc[r] = fmadd(diff, diff, acc[r]); }
                 }
                 for (int r = 0; r < R; ++r) {
                     I m = acc[r] < best[r];
@@ -154,7 +173,7 @@ static void fused_rows(const T* X, int64_t N, int64_t D, const T* Ct, int64_t k,
                 V acc = V{};
                 for (int64_t d = 0; d < D; ++d) {
                     V xv; std::memcpy(&xv, xt + d * W, sizeof(V));
-                    V diff = xv - Ct[d * kp + j]; acc += diff * diff;
+                    V diff = xv - Ct[d * kp + j]; acc = fmadd(diff, diff, acc);
                 }
                 I m = acc < best;
                 best = m ? acc : best;
@@ -294,6 +313,7 @@ static void chunk_moments(const T* __restrict X, int64_t N, int64_t D, int64_t G
 }
 
 extern "C" {
+int vec_bytes() { return VB; }
 void moments_f32(const float* X, int64_t N, int64_t D, int64_t G, double* out, int nt) { chunk_moments<float>(X, N, D, G, out, nt); }
 void moments_f64(const double* X, int64_t N, int64_t D, int64_t G, double* out, int nt) { chunk_moments<double>(X, N, D, G, out, nt); }
 void dists_f32(const float* X, int64_t N, int64_t D, const float* C, const int64_t* lab, float* out, int nt) { label_dists<float>(X, N, D, C, lab, out, nt); }
@@ -306,15 +326,15 @@ void blocked_f64(const double* X, int64_t N, int64_t D, const double* C, const d
 
 void fused_f32(const float* X, int64_t N, int64_t D, const float* Ct, int64_t kp, const float* w, int64_t* lab, float* md, double* s, double* ws, double* in, int nt, const float* sh) { fused<float, 4>(X, N, D, Ct, kp, w, lab, md, s, ws, in, nt, sh); }
 void fused_f64(const double* X, int64_t N, int64_t D, const double* Ct, int64_t kp, const double* w, int64_t* lab, double* md, double* s, double* ws, double* in, int nt, const double* sh) { fused<double, 4>(X, N, D, Ct, kp, w, lab, md, s, ws, in, nt, sh); }
-void half_f32(const float* X, int64_t N, int64_t D, const float* Ct, int64_t kp, const float* w, int64_t* lab, float* md, double* s, double* ws, double* in, int nt, const float* sh) { fused<float, 4, 32>(X, N, D, Ct, kp, w, lab, md, s, ws, in, nt, sh); }
-void half_f64(const double* X, int64_t N, int64_t D, const double* Ct, int64_t kp, const double* w, int64_t* lab, double* md, double* s, double* ws, double* in, int nt, const double* sh) { fused<double, 4, 32>(X, N, D, Ct, kp, w, lab, md, s, ws, in, nt, sh); }
+void half_f32(const float* X, int64_t N, int64_t D, const float* Ct, int64_t kp, const float* w, int64_t* lab, float* md, double* s, double* ws, double* in, int nt, const float* sh) { fused<float, 4, VB / 2>(X, N, D, Ct, kp, w, lab, md, s, ws, in, nt, sh); }
+void half_f64(const double* X, int64_t N, int64_t D, const double* Ct, int64_t kp, const double* w, int64_t* lab, double* md, double* s, double* ws, double* in, int nt, const double* sh) { fused<double, 4, VB / 2>(X, N, D, Ct, kp, w, lab, md, s, ws, in, nt, sh); }
 void rows_f32(const float* X, int64_t N, int64_t D, const float* Ct, int64_t k, int64_t kp, const float* w, int64_t* lab, float* md, double* s, double* ws, double* in, int nt, const float* sh) { fused_rows<float>(X, N, D, Ct, k, kp, w, lab, md, s, ws, in, nt, sh); }
 void rows_f64(const double* X, int64_t N, int64_t D, const double* Ct, int64_t k, int64_t kp, const double* w, int64_t* lab, double* md, double* s, double* ws, double* in, int nt, const double* sh) { fused_rows<double>(X, N, D, Ct, k, kp, w, lab, md, s, ws, in, nt, sh); }
 }
 '''
 
 # %% ../nbs/95_kernels.ipynb #48344687
-_FLAGS = ['-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
+_FLAGS = ['-O3', '-march=native', '-ffp-contract=off', '-fopenmp', '-shared', '-fPIC', '-std=c++17']
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _ARGS = {'fused': [_P, _I64, _I64, _P, _I64, _P, _P, _P, _P, _P, _P, ctypes.c_int, _P],
          'half': [_P, _I64, _I64, _P, _I64, _P, _P, _P, _P, _P, _P, ctypes.c_int, _P],
@@ -367,6 +387,7 @@ def _kernel():
     if 'lib' not in _STATE:
         _STATE['lib'] = _build()
         _STATE['gemm'] = _blas_gemm() if _STATE['lib'] is not None else {}
+        _STATE['vbytes'] = _STATE['lib'].vec_bytes() if _STATE['lib'] is not None else 0   # the vectors' bytes
         if _STATE['gemm'] and not _gemm_self_test(): _STATE['gemm'] = {}
     if _STATE['lib'] is None and not _STATE.get('warned'):
         _STATE['warned'] = True
@@ -381,7 +402,7 @@ def kernel_available():
 # %% ../nbs/95_kernels.ipynb #ebd307cd
 BLOCK_ROWS = 256           # rows per GEMM block in 'blocked': a (256, k) buffer stays in cache, as in scikit-learn
 ROWS_K = 32                # 'fused' with at most this many centres (and rows of at most 64 bytes) puts rows across the lanes
-HALF_LANES = True          # 'fused' with at most 8 centres (4 in float64) otherwise takes 32-byte vectors: no padded lanes
+HALF_LANES = True          # 'fused' with few centres (k <= half a vector's lanes) otherwise takes half-width vectors
 
 def _torch_pass(X, C, w):
     "The lessons' path: `assign` (02), then the sums with `index_add_` (03), in float64."
@@ -413,8 +434,9 @@ def _kernel_pass(X, C, w, method, rows=BLOCK_ROWS, shift=None):
     wp = None if w is None else w.data_ptr()
     if method == 'fused':
         rows_across = k <= ROWS_K and D * X.element_size() <= 64          # few centres, short rows: rows across lanes
-        half = HALF_LANES and not rows_across and k <= 32 // X.element_size()   # k <= 8 floats (4 doubles)
-        lanes = (32 if half else 64) // X.element_size()
+        vb = _STATE['vbytes']                                                      # 64 bytes with AVX-512, 32 with AVX2
+        half = HALF_LANES and not rows_across and k <= vb // 2 // X.element_size()  # AVX-512: k <= 8 floats (4 doubles)
+        lanes = (vb // 2 if half else vb) // X.element_size()
         kp = -(-k // lanes) * lanes
         Ct = torch.full((D, kp), float('nan'), dtype=X.dtype)                      # (D, kp), padding never wins
         Ct[:, :k] = C.T
@@ -497,7 +519,7 @@ def cluster_sums(X,                  # rows (N, D) float32 or float64, on the CP
     if labels.dtype != torch.int64 or labels.shape != (X.shape[0],):
         raise ValueError(f"labels must be int64 of shape ({X.shape[0]},); got {labels.dtype} {tuple(labels.shape)}")
     lib, (N, D), nt = _kernel(), X.shape, max(1, torch.get_num_threads())
-    lanes = 64 // X.element_size()
+    lanes = _STATE['vbytes'] // X.element_size()
     kp = -(-k // lanes) * lanes if method == 'fused' else k                     # the E-step's layout of the sums
     sums = torch.zeros(nt, kp, D, dtype=torch.float64); ws = torch.zeros(nt, kp, dtype=torch.float64)
     X, labels = X.contiguous(), labels.contiguous()

@@ -1,4 +1,5 @@
 """The fused Lloyd pass (nbs/95_kernels.ipynb) on every path against float64 brute force."""
+import platform
 import importlib, warnings
 import pytest
 import torch
@@ -247,9 +248,9 @@ def test_rows_across_lanes_gives_the_lanes_floats(monkeypatch, dtype, N, D, k):
 
 @needs_kernel
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-@pytest.mark.parametrize('N,D,k', [(3001, 64, 8), (999, 33, 3), (50, 128, 4), (257, 20, 1)])
+@pytest.mark.parametrize('N,D,k', [(3001, 64, 8), (999, 33, 3), (50, 128, 4), (300, 40, 2), (257, 20, 1)])
 def test_half_lanes_give_the_full_lanes_floats(monkeypatch, dtype, N, D, k):
-    "'fused' with at most 8 centres (4 in float64) takes 32-byte vectors (HALF_LANES): the same floats, bit for bit."
+    "'fused' with few centres takes half-width vectors (HALF_LANES): the same floats, bit for bit."
     g = torch.Generator().manual_seed(N * k + D)
     X, w = torch.randn(N, D, generator=g, dtype=dtype), torch.rand(N, generator=g, dtype=dtype)
     C = X[torch.randperm(N, generator=g)[:k]].clone()
@@ -265,3 +266,16 @@ def test_half_lanes_give_the_full_lanes_floats(monkeypatch, dtype, N, D, k):
                 assert all(torch.equal(p, q) for p, q in zip(a[:4], b[:4])) and a[4] == b[4]
                 if k > 2: assert not (b[0] == 2).any()
     finally: torch.set_num_threads(n)
+
+
+@needs_kernel
+def test_vectors_are_the_cpus_own_width():
+    "The kernel's vectors are the CPU's widest (wider ones are split by the compiler into slow code): 64 bytes with"
+    " AVX-512, 32 with AVX2, else 16; the lanes Python lays the centres out for follow them."
+    flags = kernels._cpu_flags().split()
+    if not flags or platform.machine() not in ('x86_64', 'AMD64'): pytest.skip("reads x86 CPU flags")
+    want = 64 if 'avx512f' in flags else 32 if 'avx' in flags else 16
+    assert kernels._STATE['vbytes'] == want
+    X, C = torch.randn(50, 40), torch.randn(3, 40)
+    _, _, sums, weights, _ = lloyd_pass(X, C, method='fused')
+    assert sums.shape == (3, 40) and weights.sum() == 50
