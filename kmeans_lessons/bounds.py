@@ -728,7 +728,8 @@ class AutoStep:
     `RATIO` times a pass that reads each row and its own centre (`own_dists`, the least a bound
     pass does), a trial of the bound strategy `bound`, kept only while a pass with it takes at
     most `PAYS` of Lloyd's fastest. `name` is the strategy running now. A pass's time runs from
-    one `begin` to the next (the whole iteration). The bound strategy is built only when its trial
+    one `tick` to the next (the whole iteration); `run_lloyd` averages the times over the ranks
+    (`agree`), so every rank makes the same choices. The bound strategy is built only when its trial
     starts, from the centres of that moment: a fit with no trial never allocates its bounds."""
     MIN_LEFT, LLOYD_PASSES, TRIAL, PAYS, RATIO = 8, 2, 2, 0.85, 60
     bounds_bytes = 0
@@ -746,11 +747,21 @@ class AutoStep:
     skipped = property(lambda self: getattr(self.now, 'skipped', 0.0))
     takes_shift = property(lambda self: self.now is self.lloyd)   # Lloyd's kernel centres rows
 
-    def begin(self, C):
+    def tick(self):
+        """Before each pass: (2,) float64, the seconds since the last tick (NaN for none, or for a trial's first
+        pass, which builds the bounds) and the probe's seconds, for `agree`."""
         t = time.perf_counter()
-        now = 'lloyd' if self.now is self.lloyd else 'bound'
-        if self.t is not None and not self.fresh: self.times[now].append(t - self.t)
-        self.i, self.t, self.fresh = self.i + 1, t, False
+        last = t - self.t if self.t is not None and not self.fresh else math.nan
+        self.t, self.fresh = t, False
+        return torch.tensor([last, self.probe], dtype=torch.float64)
+
+    def agree(self, v):
+        "The ranks' mean of `tick`'s numbers: the times every rank's choices are made from."
+        last, self.probe = float(v[0]), float(v[1])
+        if not math.isnan(last): self.times['lloyd' if self.now is self.lloyd else 'bound'].append(last)
+
+    def begin(self, C):
+        self.i += 1
         lt, bt = self.times['lloyd'], self.times['bound']
         if (self.now is self.lloyd and not bt and len(lt) >= self.LLOYD_PASSES
                 and self.max_iter - self.i >= self.MIN_LEFT):

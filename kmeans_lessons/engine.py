@@ -611,6 +611,10 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
     bar = progress_bar(max_iter, 'k-means', verbose and comm.rank == 0)
     say = verbose >= 2 and comm.rank == 0
     for i in range(max_iter):
+        if hasattr(step, 'tick'):                                     # 'auto': its clock, the same on every rank
+            v = torch.full((2,), math.nan, dtype=torch.float64)
+            with comm.local(): v = step.tick()
+            step.agree(comm.sum(v) / comm.size)
         buf = torch.zeros(k * D + k + 2, dtype=torch.float64)            # what a failed rank sends
         with comm.local(): buf = _pass(rows, step, C, labels, dists, w, pre, shift, i == 0, k, i > 0)
         tot = comm.sum(buf)                                           # the one all_reduce of an iteration

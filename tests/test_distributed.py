@@ -106,6 +106,18 @@ def test_ranks_give_the_single_process_fit(W, tmp_path, reference):
     assert 'estimator/0' in R[0] and all(torch.is_tensor(R[r]['estimator/0']['labels']) for r in range(W))
 
 
+def test_auto_makes_the_same_choice_on_every_rank(tmp_path):
+    "Ranks whose own clocks disagree (dist_worker's run_auto) run the same strategy, and give one process's Lloyd."
+    codes, logs, R = launch('auto', 2, tmp_path)
+    assert codes == [0, 0], logs
+    assert R[0]['algorithm'] == R[1]['algorithm'] == 'lloyd', [r['algorithm'] for r in R]
+    X = data()
+    km = KMeans(K, init=X[:K].clone(), tol=0, max_iter=30, algorithm='lloyd').fit(X)
+    assert torch.equal(torch.cat([R[0]['labels'], R[1]['labels']]).long(), km.labels_)
+    assert R[0]['n_iter'] == km.n_iter_
+    torch.testing.assert_close(R[0]['centres'], km.cluster_centers_, rtol=0, atol=1e-10)
+
+
 # ---------------------------------------------------------------- one process: the same code, no group
 
 def test_kmeans_fit_streams_a_memmap_or_a_path(tmp_path):
