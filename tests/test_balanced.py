@@ -309,3 +309,86 @@ def test_side_by_side_refuses_bad_input():
         animate_side_by_side(X, [bk.history_], labels=[[np.full(len(X), 7)] * len(bk.history_)])
     with pytest.raises(ValueError, match='kept no history'):
         animate_side_by_side(X, [BalancedKMeans(4, size_min=120, size_max=120, random_state=0).fit(X)])
+
+
+# the optimal E-step for few clusters (Under the hood): Newton's steps on the dual, shortest paths between clusters
+from kmeans_lessons.balanced import transport_assign, newton_potentials, EXACT_MAX_K
+
+
+def lsa_optimum(cost, lo, hi):
+    """The cheapest labelling with lo <= sizes <= hi, by scipy's assignment on replicated columns: lo copies of each
+    cluster that must be filled (a large bonus) and hi - lo copies that may be."""
+    from scipy.optimize import linear_sum_assignment
+    N, k = cost.shape
+    cols = np.concatenate([np.repeat(np.arange(k), lo), np.repeat(np.arange(k), hi - lo)])
+    bonus = np.concatenate([np.full(k * lo, -1e6 * (np.abs(cost).max() + 1)), np.zeros(k * (hi - lo))])
+    r, c = linear_sum_assignment(cost[:, cols] + bonus)
+    lab = np.empty(N, np.int64)
+    lab[r] = cols[c]
+    return cost[np.arange(N), lab].sum()
+
+
+@pytest.mark.parametrize('seed', range(40))
+def test_transport_assign_is_optimal_from_any_potentials(seed):
+    "Random shapes and bounds, continuous and tied (integer) costs, any start: scipy's optimum, and the certificate."
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 6))
+    N = int(rng.integers(k, 30))
+    lo = int(rng.integers(0, N // k + 1))
+    hi = int(rng.integers(max(lo, -(-N // k)), N + 1))
+    if seed % 3 == 0 and N % k == 0: lo = hi = N // k
+    cost = rng.exponential(size=(N, k)) if seed % 2 else rng.integers(0, 3, size=(N, k)).astype(float)
+    g = torch.from_numpy(rng.normal(size=k) * (seed % 4))
+    lab, g_opt = transport_assign(torch.from_numpy(cost), g, lo, hi)
+    counts = np.bincount(lab.numpy(), minlength=k)
+    assert counts.min() >= lo and counts.max() <= hi, (counts, lo, hi)
+    ref = lsa_optimum(cost, lo, hi)
+    assert cost[np.arange(N), lab.numpy()].sum() <= ref + 1e-9 * (1 + abs(ref))
+    adj = cost - g_opt.numpy()                                         # each point in its best cluster of cost - g
+    assert (adj[np.arange(N), lab.numpy()] <= adj.min(1) + 1e-9).all()
+    assert brute_force(cost, lo, hi) == pytest.approx(ref) if N <= 8 and k <= 3 else True
+
+
+@pytest.mark.parametrize('N,k,lo,hi', [(120, 4, 30, 30), (97, 5, 10, 25), (150, 3, 0, 60), (80, 8, 10, 10)])
+def test_fast_assign_exact_matches_scipy_on_points(N, k, lo, hi):
+    "The estimator's E-step on points (Newton, then shortest paths): scipy's optimum and exact sizes, sizes held out."
+    rng = np.random.default_rng(N + k)
+    X, C = rng.normal(size=(N, 2)), rng.normal(size=(k, 2))
+    for g in [None, torch.from_numpy(rng.normal(size=k))]:
+        lab, _ = fast_balanced_assign(torch.from_numpy(X), torch.from_numpy(C), lo, hi, g=g)
+        counts = np.bincount(lab.numpy(), minlength=k)
+        assert counts.min() >= lo and counts.max() <= hi
+        cost = d2(X, C)
+        assert cost[np.arange(N), lab.numpy()].sum() == pytest.approx(lsa_optimum(cost, lo, hi), rel=1e-9)
+
+
+def test_newton_brings_the_sizes_close():
+    "From g = 0, eight Newton steps leave far fewer points in the wrong cluster than the plain argmin."
+    X = torch.from_numpy(make_blobs(6000, 2, centers=12, cluster_std=[0.3 + 0.2 * j for j in range(12)],
+                                    random_state=0)[0])
+    cost = CostBlocks(X, X[:12].clone()).whole
+    def missed(g):
+        n = torch.bincount((cost - g).argmin(1), minlength=12)
+        return int((n - 500).abs().sum())
+    g0 = torch.zeros(12, dtype=X.dtype)
+    g, labels, E = newton_potentials(cost, 500, 500, g0, 0.05 * float(cost.min(1).values.mean()), target=60)
+    assert missed(g0) > 3000 and E == missed(g) <= missed(g0) / 5
+    assert torch.equal(labels, (cost - g).argmin(1))
+
+
+@pytest.mark.parametrize('N,k,lo,hi', [(3001, 7, 400, 450), (2400, 12, 200, 200), (1000, 16, 0, 70)])
+def test_exact_e_step_sizes_and_inertia_on_held_out_shapes(N, k, lo, hi):
+    "Whole fits through the optimal E-step: sizes hold exactly; no worse than the candidates' E-step on average."
+    X, _ = make_blobs(N, 3, centers=k, cluster_std=1.5, random_state=k)
+    assert k <= EXACT_MAX_K
+    km = BalancedKMeans(k, size_min=lo, size_max=hi, random_state=0).fit(X)
+    counts = np.bincount(km.labels_, minlength=k)
+    assert counts.min() >= lo and counts.max() <= hi and counts.sum() == N
+    np.testing.assert_allclose(km.inertia_, ((X - km.cluster_centers_[km.labels_]) ** 2).sum(), rtol=1e-10)
+    # the same first centres, then each E-step's labels: the optimum beats any other labelling with these sizes
+    C = torch.from_numpy(km.cluster_centers_ - X.mean(0))
+    Xc = torch.from_numpy(X - X.mean(0))
+    opt, _ = fast_balanced_assign(Xc, C, lo, hi, exact=True)
+    approx, _ = fast_balanced_assign(Xc, C, lo, hi, exact=False)
+    cost = d2(Xc.numpy(), C.numpy())
+    assert cost[np.arange(N), opt.numpy()].sum() <= cost[np.arange(N), approx.numpy()].sum() * (1 + 1e-12)
