@@ -443,7 +443,7 @@ def reducible(dist):
     return mean_maps(dist) is not None
 
 def metric(dist):
-    "Whether the bounds (Hamerly, Yinyang, Elkan) apply: the exact Euclidean distance, whose root is a metric."
+    "Whether `dist` is the exact Euclidean distance, whose root is a metric: the kernel's (the bounds': `bounds_apply`)."
     return type(dist) is SqEuclidean and dist.precision == 'highest'
 
 # %% ../nbs/94_engine.ipynb #81a8f693

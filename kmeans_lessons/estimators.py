@@ -181,10 +181,10 @@ class KMeans(KMeansBase):
         The E-step of the one engine (`94_engine`). All give Lloyd's labels and iterations; 'hamerly' (one lower
         bound per point), 'yinyang' (one per group of centres) and 'elkan' (one per centre: (N, k) bounds, which
         must fit in `memory_budget`) skip distances that the triangle inequality proves unneeded (lesson 05b),
-        with weights and in every placement. Bounds need the Euclidean metric: with another distance they raise
-        a ValueError. 'auto' times Lloyd against a trial of the bounds that the shape suggests
-        (`choose_algorithm`, then `AutoStep`), and keeps the faster; Lloyd for other distances. `algorithm_` says
-        what ran last.
+        with weights and in every placement. Bounds need a metric: the Euclidean distance, or cosine (on unit
+        vectors, the chord); with another distance they raise a ValueError. 'auto' times Lloyd against a trial of
+        the bounds that the shape suggests (`choose_algorithm`, then `AutoStep`), and keeps the faster; Lloyd for
+        other distances. `algorithm_` says what ran last.
     device : str or torch.device, optional
         Where to compute ('cpu', 'cuda', 'cuda:1', 'mps' or 'auto'). By default, where the data are.
     distance : str, Distance or callable, default='euclidean'

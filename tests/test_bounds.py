@@ -157,10 +157,27 @@ def test_other_distances_are_refused():
     "Bounds need a metric; other distances, and rounded precisions, get a clear error (nothing runs Lloyd instead)."
     X, C = _blobs(1000, 4, 10)
     manhattan = lambda x, c: torch.cdist(x, c, p=1)
-    for dist in (manhattan, SqEuclidean(precision='bf16'), 'cosine'):
+    for dist in (manhattan, SqEuclidean(precision='bf16')):
         for f in (hamerly, yinyang, elkan):
-            with pytest.raises(ValueError, match="needs the exact Euclidean distance.*algorithm='lloyd'"):
+            with pytest.raises(ValueError, match="needs the exact Euclidean distance or cosine.*algorithm='lloyd'"):
                 f(X, C, dist)
+
+
+@pytest.mark.parametrize('case', list(CASES))
+@pytest.mark.parametrize('method', list(METHODS))
+@pytest.mark.parametrize('tol', [0.0, 1e-3])
+def test_cosine_equal_to_lloyd(case, method, tol):
+    """Cosine with the bounds (Euclidean bounds on the unit vectors): the engine's cosine Lloyd's labels, n_iter and
+    centres at every iteration, the same floats, on the same hard cases (far from the origin every point has nearly
+    the same direction; on the grid, many rows share a direction exactly); its inertia to float rounding."""
+    X, C = CASES[case]
+    ref = engine_lloyd(X, C, 'cosine', max_iter=80, tol=tol)
+    got = METHODS[method](X, C, 'cosine', max_iter=80, tol=tol)
+    assert torch.equal(got['labels'], ref['labels']) and got['n_iter'] == ref['n_iter']
+    assert len(got['history']) == len(ref['history'])
+    for a, b in zip(got['history'], ref['history']): torch.testing.assert_close(a, b, rtol=0, atol=0)
+    eps = torch.finfo(X.dtype).eps
+    assert float(got['inertia']) == pytest.approx(float(ref['inertia']), rel=100 * eps, abs=len(X) * 4 * eps)
 
 
 def test_weights_every_strategy(path):
@@ -306,7 +323,9 @@ def test_strategy_for():
     from kmeans_lessons.distances import get_distance
     eu, cos = get_distance('euclidean'), get_distance('cosine')
     assert strategy_for('auto', 10**5, 4, 50, 'cpu', eu, 300) == ('lloyd', LloydStep)
-    assert strategy_for('auto', 10**5, 4, 200, 'cpu', cos, 300) == ('lloyd', LloydStep)
+    assert strategy_for('auto', 10**5, 4, 50, 'cpu', cos, 300) == ('lloyd', LloydStep)
+    name, s = strategy_for('auto', 10**5, 4, 200, 'cpu', cos, 300)    # cosine's bounds may get a trial too
+    assert name == 'auto' and s.func is AutoStep and s.keywords == dict(bound='hamerly', max_iter=300)
     assert strategy_for('auto', 10**5, 4, 200, 'cuda', eu, 300) == ('lloyd', LloydStep)
     name, s = strategy_for('auto', 10**5, 100, 1000, 'cpu', eu, 50)
     assert name == 'auto' and s.func is AutoStep and s.keywords == dict(bound='yinyang', max_iter=50)

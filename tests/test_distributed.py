@@ -256,8 +256,8 @@ def test_bad_parameters():
     ro = X.numpy().copy(); ro.flags.writeable = False                    # a read-only array is streamed
     with pytest.raises(ValueError, match='own centre'): distributed_fit(ro, 2, distance=kl_medians())
     with pytest.raises(ValueError, match="algorithm must be 'auto' or one of"): distributed_fit(X, 2, algorithm='x')
-    with pytest.raises(ValueError, match="needs the exact Euclidean"):
-        distributed_fit(X, 2, algorithm='hamerly', distance='cosine')
+    with pytest.raises(ValueError, match="needs the exact Euclidean distance or cosine"):
+        distributed_fit(X, 2, algorithm='hamerly', distance=lambda x, c: torch.cdist(x, c, p=1))
     with pytest.raises(ValueError, match='not initialised'): distributed_fit(X, 2, process_group=object())
 
 

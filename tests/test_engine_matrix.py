@@ -1,8 +1,9 @@
 """The engine's matrix (issue 17): every placement x every algorithm x weights x distance, from the same explicit
 init with tol=0, runs what was asked (`algorithm_`) and gives the in-memory Lloyd's labels and n_iter, centres to
-float tolerance; combinations that cannot be done raise a clear error. Ranks: each world size is started once
-(tests/dist_worker.py, scenario 'matrix') and runs every combination inside."""
-import os, subprocess, sys
+float tolerance. Every combination can be done, cosine with the bounds too (they run on unit vectors): none raises.
+Ranks: each world size is started once (tests/dist_worker.py, scenario 'matrix') and runs every combination inside.
+Cosine with the bounds is also checked against references of its own: brute force and scikit-learn."""
+import itertools, os, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -20,11 +21,6 @@ def matrix_data():
     X = np.concatenate([g.normal(c, 0.6, size=(75, 3)) for c in ([2, 0, 0], [0, 2, 0], [0, 0, 2], [2, 2, 2])])
     X = X[g.permutation(len(X))]
     return X, g.uniform(0.5, 2.0, len(X)), X[:K].copy()
-
-
-def impossible(algorithm, distance):
-    "The bounds need a metric: cosine with Hamerly, Yinyang or Elkan is refused."
-    return distance == 'cosine' and algorithm in ('hamerly', 'yinyang', 'elkan')
 
 
 def reference(X, w, C0, distance, weighted):
@@ -59,10 +55,6 @@ def test_one_process(sources, placement):
             for algorithm in ALGORITHMS:
                 where = f"{placement} {algorithm} {distance} {'weighted' if weighted else 'unweighted'}"
                 km = KMeans(K, init=C0, tol=0, algorithm=algorithm, distance=distance)
-                if impossible(algorithm, distance):
-                    with pytest.raises(ValueError, match=f"algorithm={algorithm!r} needs the exact Euclidean"):
-                        km.fit(make(), sample_weight=w if weighted else None)
-                    continue
                 km.fit(make(), sample_weight=w if weighted else None)
                 check(km, ref, algorithm, where)
 
@@ -98,11 +90,7 @@ def test_ranks(W, tmp_path):
             for algorithm in ALGORITHMS:
                 key = (algorithm, distance, weighted)
                 where = f"{W} ranks {key}"
-                if impossible(algorithm, distance):
-                    for r in range(W):
-                        typ, msg = R[r][key]['error']
-                        assert typ == 'ValueError' and 'needs the exact Euclidean' in msg, (where, msg)
-                    continue
+                assert all('error' not in R[r][key] for r in range(W)), (where, [R[r][key].get('error') for r in range(W)])
                 got = R[0][key]
                 assert got['algorithm'] == ('lloyd' if algorithm == 'auto' else algorithm), where
                 labels = np.concatenate([R[r][key]['labels'] for r in range(W)])
@@ -111,3 +99,84 @@ def test_ranks(W, tmp_path):
                 for r in range(W): np.testing.assert_array_equal(R[r][key]['centres'], got['centres'])
                 np.testing.assert_allclose(got['centres'], ref.cluster_centers_, rtol=0, atol=1e-9, err_msg=where)
                 assert got['inertia'] == pytest.approx(ref.inertia_, rel=1e-9), where
+
+
+# ---------------------------------------------------------------- cosine with the bounds, against its own references
+BOUNDS = ['hamerly', 'yinyang', 'elkan']
+
+
+def cosine_data(seed=0, n=1200, d=5, k=6):
+    """n points in d-D around k random directions, each scaled by a length from 0.5 to 20 (cosine ignores it), float64;
+    weights in [0.5, 2]; the start: one point of each direction, in order."""
+    g = np.random.default_rng(seed)
+    dirs = g.normal(size=(k, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    truth = g.integers(0, k, n)
+    X = (dirs[truth] + g.normal(0, 0.15, (n, d))) * g.uniform(0.5, 20, (n, 1))
+    return X, g.uniform(0.5, 2.0, n), X[[int(np.argmax(truth == j)) for j in range(k)]].copy()
+
+
+def unit(A): return A / np.linalg.norm(A, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize('weighted', [False, True])
+@pytest.mark.parametrize('placement', ['tensor', 'memmap'])
+@pytest.mark.parametrize('algorithm', BOUNDS)
+def test_cosine_bounds_against_brute_force_and_sklearn(algorithm, placement, weighted, tmp_path):
+    """Cosine with the bounds: its labels are the brute-force argmax of the cosine similarity to its own centres, its
+    inertia is the sum of (weighted) 1 - cos by direct computation, its centres are the normalised (weighted) means
+    of their points' unit vectors; and scikit-learn's Euclidean KMeans on the row-normalised data, from the
+    normalised start, finds the same clusters (on well-separated directions both reach the same partition, and the
+    normalised mean of each is the cosine centre)."""
+    from sklearn.cluster import KMeans as SKKMeans
+    X, w, C0 = cosine_data()
+    np.save(tmp_path / 'X.npy', X)
+    src = torch.from_numpy(X) if placement == 'tensor' else np.load(tmp_path / 'X.npy', mmap_mode='r')
+    sw = w if weighted else None
+    km = KMeans(6, init=C0, tol=0, algorithm=algorithm, distance='cosine').fit(src, sample_weight=sw)
+    assert km.algorithm_ == algorithm
+    C, U = np.asarray(km.cluster_centers_), unit(X)
+    cos = U @ unit(C).T                                                  # (N, k) brute force, float64
+    top2 = np.sort(cos, 1)[:, -2:]
+    assert (top2[:, 1] - top2[:, 0] > 1e-6).all()                        # no near ties: argmax is unambiguous
+    labels = np.asarray(km.labels_).astype(np.int64)
+    assert np.array_equal(labels, cos.argmax(1))
+    own = 1 - cos[np.arange(len(X)), labels]
+    assert km.inertia_ == pytest.approx(float(own @ (w if weighted else np.ones(len(X)))), rel=1e-10)
+    ww = w if weighted else np.ones(len(X))
+    means = np.stack([(U[labels == j] * ww[labels == j, None]).sum(0) for j in range(6)])
+    np.testing.assert_allclose(C, unit(means), rtol=0, atol=1e-12)
+    sk = SKKMeans(6, init=unit(C0), n_init=1, tol=0, algorithm='lloyd').fit(U, sample_weight=sw)
+    assert np.array_equal(sk.labels_, labels)
+    np.testing.assert_allclose(unit(sk.cluster_centers_), C, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('placement', ['tensor', 'path'])
+def test_cosine_bounds_zero_rows_and_zero_centres(placement, tmp_path):
+    """Zero rows, a row shorter than F.normalize's eps, and a zero start centre: cosine's Lloyd defines them (a zero
+    row has cosine 0 with every centre, so distance 1, and label 0, the first of equals; a zero centre is at distance
+    1 from every point); the bounds give the same labels, n_iter, centres and inertia, after one iteration (where
+    the zero centre takes the points with no positive cosine to another centre) and at convergence."""
+    X, _, C0 = cosine_data(1, n=600)
+    X[[3, 50, 51, 400]] = 0
+    X[7] = 1e-14                                                          # |x| < 1e-12: F.normalize gives |x|/1e-12
+    starts = {'start': C0, 'zero centre': np.concatenate([C0[:5], np.zeros((1, X.shape[1]))])}
+    np.save(tmp_path / 'X.npy', X)
+    src = torch.from_numpy(X) if placement == 'tensor' else tmp_path / 'X.npy'
+    for (name, init), max_iter, algorithm in itertools.product(starts.items(), (1, 300), BOUNDS):
+        ref = KMeans(6, init=init, tol=0, max_iter=max_iter, algorithm='lloyd', distance='cosine').fit(X)
+        assert (ref.labels_[[3, 50, 51, 400]] == 0).all()
+        km = KMeans(6, init=init, tol=0, max_iter=max_iter, algorithm=algorithm, distance='cosine').fit(src)
+        where = f"{placement} {name} max_iter={max_iter} {algorithm}"
+        assert km.algorithm_ == algorithm, where
+        assert np.array_equal(np.asarray(km.labels_).astype(np.int64), ref.labels_), where
+        assert km.n_iter_ == ref.n_iter_, where
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=0, atol=1e-12, err_msg=where)
+        assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-12), where
+        C = np.asarray(km.cluster_centers_)
+        lab = np.asarray(km.labels_).astype(np.int64)
+        n = np.linalg.norm(X, axis=1)
+        U = X / np.maximum(n, 1e-12)[:, None]                         # F.normalize's rows
+        Cn = C / np.maximum(np.linalg.norm(C, axis=1), 1e-12)[:, None]
+        own = 1 - (U * Cn[lab]).sum(1)                                # a zero row: 1
+        assert km.inertia_ == pytest.approx(float(own.sum()), rel=1e-10), where

@@ -314,10 +314,14 @@ def test_weighted_bounds_run_what_was_asked():
         np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-12, atol=1e-12)
 
 
-def test_cosine_with_bounds_is_refused_and_auto_runs_lloyd():
+def test_cosine_with_bounds_runs_and_auto_runs_lloyd_at_few_centres():
+    "Cosine with the bounds gives cosine Lloyd's fit from the same seed; 'auto' with 3 centres runs Lloyd."
     X = np.random.default_rng(0).normal(size=(100, 3))
-    with pytest.raises(ValueError, match="needs the exact Euclidean distance"):
-        KMeans(3, algorithm='hamerly', distance='cosine').fit(X)
+    ref = KMeans(3, algorithm='lloyd', distance='cosine', random_state=0).fit(X)
+    for a in ('hamerly', 'yinyang', 'elkan'):
+        km = KMeans(3, algorithm=a, distance='cosine', random_state=0).fit(X)
+        assert km.algorithm_ == a and km.n_iter_ == ref.n_iter_ and np.array_equal(km.labels_, ref.labels_)
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=0, atol=1e-12)
     assert KMeans(3, distance='cosine', random_state=0).fit(X).algorithm_ == 'lloyd'
 
 
