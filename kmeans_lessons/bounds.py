@@ -780,9 +780,10 @@ class AutoStep:
     `RATIO` times a pass that reads each row and its own centre (`own_dists`, the least a bound
     pass does), a trial of the bound strategy `bound`, kept only while a pass with it takes at
     most `PAYS` of Lloyd's fastest. `name` is the strategy running now. A pass's time runs from
-    one `tick` to the next (the whole iteration); `run_lloyd` averages the times over the ranks
-    (`agree`), so every rank makes the same choices. The bound strategy is built only when its trial
-    starts, from the centres of that moment: a fit with no trial never allocates its bounds."""
+    one `tick` to the next (the whole iteration); `run_lloyd` averages the times over the
+    ranks (`agree`), so every rank makes the same choices. The bound strategy is built only
+    when its trial starts, from the centres of that moment: a fit with no trial never allocates
+    its bounds."""
     MIN_LEFT, LLOYD_PASSES, TRIAL, PAYS, RATIO = 8, 2, 2, 0.85, 60
     bounds_bytes = 0
     def __init__(self, rows, C, dist, chunk_size=None, memory_budget=None, *, bound='hamerly',
@@ -800,8 +801,8 @@ class AutoStep:
     takes_shift = property(lambda self: self.now is self.lloyd)   # Lloyd's kernel centres rows
 
     def tick(self):
-        """Before each pass: (2,) float64, the seconds since the last tick (NaN for none, or for a trial's first
-        pass, which builds the bounds) and the probe's seconds, for `agree`."""
+        """Before each pass: (2,) float64, the seconds since the last tick (NaN for none, or for
+        a trial's first pass, which builds the bounds) and the probe's seconds, for `agree`."""
         t = time.perf_counter()
         last = t - self.t if self.t is not None and not self.fresh else math.nan
         self.t, self.fresh = t, False
@@ -810,7 +811,8 @@ class AutoStep:
     def agree(self, v):
         "The ranks' mean of `tick`'s numbers: the times every rank's choices are made from."
         last, self.probe = float(v[0]), float(v[1])
-        if not math.isnan(last): self.times['lloyd' if self.now is self.lloyd else 'bound'].append(last)
+        now = 'lloyd' if self.now is self.lloyd else 'bound'
+        if not math.isnan(last): self.times[now].append(last)
 
     def begin(self, C):
         self.i += 1
