@@ -1,6 +1,5 @@
 """The fused Lloyd pass (nbs/95_kernels.ipynb) on every path against float64 brute force."""
-import platform
-import importlib, warnings
+import importlib, platform, warnings
 import pytest
 import torch
 from kmeans_lessons import kernels
@@ -270,8 +269,8 @@ def test_half_lanes_give_the_full_lanes_floats(monkeypatch, dtype, N, D, k):
 
 @needs_kernel
 def test_vectors_are_the_cpus_own_width():
-    "The kernel's vectors are the CPU's widest (wider ones are split by the compiler into slow code): 64 bytes with"
-    " AVX-512, 32 with AVX2, else 16; the lanes Python lays the centres out for follow them."
+    """The kernel's vectors are the CPU's widest (wider ones are split by the compiler into slow code): 64 bytes
+    with AVX-512, 32 with AVX2, else 16; the lanes Python lays the centres out for follow them."""
     flags = kernels._cpu_flags().split()
     if not flags or platform.machine() not in ('x86_64', 'AMD64'): pytest.skip("reads x86 CPU flags")
     want = 64 if 'avx512f' in flags else 32 if 'avx' in flags else 16
