@@ -847,6 +847,12 @@ class AutoStep:
         self._probe(x if shift is None else x - shift, labels)
         return out
 
+    writes_in_place = property(lambda self: self.now is self.lloyd and self.lloyd.writes_in_place)
+
+    def block_into(self, s, x, labels, dists, w, buf, count, shift=None):   # Lloyd's, in place
+        self.lloyd.block_into(s, x, labels, dists, w, buf, count, shift)
+        self._probe(x if shift is None else x - shift, labels)
+
     def moved(self, C_old, C_new, labels): self.now.moved(C_old, C_new, labels)
 
 # %% ../nbs/05b_bounds.ipynb #99ac0875

@@ -22,7 +22,7 @@ from .distances import get_distance, Distance, SqEuclidean
 from .cosine_iou import CosineDistance
 from .assignment import assign, chunk_rows, DEFAULT_MEMORY_BUDGET
 from .update import update_centroids
-from .kernels import lloyd_pass, cluster_sums, plan, label_dists, block_moments
+from .kernels import lloyd_pass, pass_into, cluster_sums, plan, label_dists, block_moments
 from .lloyd import progress_bar, draw_weights
 from .validation import InvalidParameterError, Interval, check_int, check_array
 from .validation import check_sample_weight, check_random_state, check_squares
@@ -485,6 +485,14 @@ class LloydStep:
         labels.copy_(lab)
         return d, (sums, weights, inertia)
 
+    writes_in_place = property(lambda self: self.kernel is not None)   # `block_into` applies
+
+    def block_into(self, s, x, labels, dists, w, buf, count, shift=None):
+        """`block_sums` with nothing to return: the kernel stores the block's labels and distances into `labels` and
+        `dists` (views of the engine's, on the CPU), adds its sums, weights and inertia into the pass's `buf`, and,
+        with `count`, the number of labels that changed."""
+        pass_into(x, self.C, w, self.kernel, shift, labels, dists, buf, count)
+
     def moved(self, C_old, C_new, labels): pass
 
 def own_dists(x, C, labels):
@@ -550,8 +558,15 @@ def _pass(rows, step, C, labels, dists, w, pre, shift, first, k, count_changes, 
     # Lloyd's kernel centres in-memory rows itself, as it reads them: no centred block is written
     raw = (fused and getattr(step, 'takes_shift', False) and shift is not None and not rows.streamed
            and not (final and kernel == 'blocked'))
+    # Lloyd's kernel can write the labels and distances where they live and add the sums into `buf` itself
+    direct = (fused and getattr(step, 'writes_in_place', False) and labels.device.type == 'cpu'
+              and not (final and kernel == 'blocked'))
     for s, x in rows.blocks(None if raw else shift):
         e = s + len(x)
+        if direct:
+            wb = None if w is None else w[s:e]
+            step.block_into(s, x, labels[s:e], dists[s:e], wb, buf, count_changes, shift if raw else None)
+            continue
         cur = labels[s:e]
         lab = cur.to(x.device, torch.long)                            # a view when labels are int64 on x's device
         view = lab.data_ptr() == cur.data_ptr()
@@ -619,17 +634,19 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         with comm.local(): buf = _pass(rows, step, C, labels, dists, w, pre, shift, i == 0, k, i > 0)
         tot = comm.sum(buf)                                           # the one all_reduce of an iteration
         skipped.append(getattr(step, 'skipped', 0.0))
-        sums, weights = tot[:k * D].view(k, D).clone(), tot[k * D:k * D + k].clone()
+        sums, weights = tot[:k * D].view(k, D), tot[k * D:k * D + k]   # views of this iteration's `tot`
         inertias.append(tot[-2])
         if fallback:
             C_new = update_centroids(rows.data if shift is None else rows.data - shift, labels, C, dists, dist,
                                      sample_weight=w)
-        else:
-            if bool((weights == 0).any()):
-                fill_empty(rows, C, sums, weights, labels, dists, comm, shift, pre, w)
+        elif bool((weights == 0).any()):
+            fill_empty(rows, C, sums, weights, labels, dists, comm, shift, pre, w)
             means = sums / weights.clamp_min(1e-300)[:, None]           # (k, D)
             if post is not None: means = post(means)
             C_new = torch.where((weights > 0)[:, None], means, C.double()).to(C.dtype)
+        else:                                                         # no empty cluster: a few small operations
+            means = sums / weights[:, None]                             # (k, D)
+            C_new = (means if post is None else post(means)).to(C.dtype)
         move = ((C_new - C) ** 2).sum()
         with comm.local(): step.moved(C, C_new, labels)
         C = C_new
@@ -637,7 +654,7 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         bar.update(inertia=tot[-2], shift=move)
         if say: print(f"Iteration {i}, inertia {float(tot[-2])}.")
         if callback is not None: callback(i, C, tot[-2])
-        if i > 0 and tot[-1] == 0:
+        if i > 0 and float(tot[-1]) == 0:
             converged = True
             if say: print(f"Converged at iteration {i}: strict convergence.")
         elif move <= tol:
@@ -675,6 +692,7 @@ def _offsets(comm, n):
 
 def take_global(rows, gidx, offset, comm, shift=None):
     "The rows at the global indices `gidx` (any order, repeats allowed), (len(gidx), D), the same on every rank."
+    if comm.size == 1 and not rows.streamed: return rows.take(gidx, shift)   # in memory, any order will do
     order = gidx.argsort(stable=True)
     out = torch.empty(len(gidx), rows.d, dtype=rows.dtype, device=rows.device)
     mine = gidx[order]
@@ -704,6 +722,9 @@ class _Cumulated:
 
     def search(self, r):
         "The first row whose running sum reaches each of `r` (m,), clamped to the last row: (m,) on `r`'s device."
+        if len(self.ends) == 1:                                        # one block, the last one kept
+            c = self.last[1]
+            return torch.searchsorted(c, r.to(c.device)).clamp_max_(len(c) - 1).to(r.device)
         blk = torch.searchsorted(self.ends, r.to(self.ends.device)).clamp_max_(len(self.ends) - 1)
         out = torch.empty(len(r), dtype=torch.long, device=self.ends.device)
         for b in blk.unique().tolist():

@@ -345,11 +345,15 @@ def test_auto_centres_big_data_in_the_kernel_while_lloyd_runs(monkeypatch):
     C = X[torch.randperm(3000, generator=g)[:4]].clone()
     ref = KMeans(4, init=C, max_iter=20, tol=0, algorithm='lloyd').fit(X)   # small data: one centred copy
     monkeypatch.setattr(engine, 'CENTRED_COPY_BYTES', 0)               # now every array counts as big: no copy
-    shifts, real = [], engine.LloydStep.block_sums
+    shifts, real, real_into = [], engine.LloydStep.block_sums, engine.LloydStep.block_into
     def spy(self, s, x, labels, first, w, shift=None):
         shifts.append(shift is not None)
         return real(self, s, x, labels, first, w, shift)
+    def spy_into(self, s, x, labels, dists, w, buf, count, shift=None):   # the engine's lean entry
+        shifts.append(shift is not None)
+        return real_into(self, s, x, labels, dists, w, buf, count, shift)
     monkeypatch.setattr(engine.LloydStep, 'block_sums', spy)
+    monkeypatch.setattr(engine.LloydStep, 'block_into', spy_into)
     monkeypatch.setattr(bounds.AutoStep, 'RATIO', 0.0)                 # always a trial
     for pays in (0.0, math.inf):                                      # the trial dropped, and kept
         monkeypatch.setattr(bounds.AutoStep, 'PAYS', pays)

@@ -154,12 +154,13 @@ def test_cluster_sums_and_labels_at_repeat_the_pass_bit_for_bit(dtype, N, D, k):
 
 @needs_kernel
 def test_engine_runs_the_kernel_and_loads_it_once(monkeypatch):
-    "KMeans's Lloyd runs lloyd_pass on the CPU (labels = float64 brute force's nearest centres); the library loads once."
+    "KMeans's Lloyd runs the kernel's pass (pass_into or lloyd_pass) on the CPU (labels = float64 brute force's nearest centres); the library loads once."
     from kmeans_lessons import engine
     from kmeans_lessons.estimators import KMeans
     calls = []
-    real = engine.lloyd_pass
+    real, real_into = engine.lloyd_pass, engine.pass_into
     monkeypatch.setattr(engine, 'lloyd_pass', lambda *a, **kw: calls.append(kw['method']) or real(*a, **kw))
+    monkeypatch.setattr(engine, 'pass_into', lambda *a: calls.append(a[3]) or real_into(*a))  # the engine's lean entry
     build = kernels._build
     monkeypatch.setattr(kernels, '_build', lambda: pytest.fail('the kernel was built twice in one process'))
     g = torch.Generator().manual_seed(0)
