@@ -164,7 +164,7 @@ def test_engine_runs_the_kernel_and_loads_it_once(monkeypatch):
     build = kernels._build
     monkeypatch.setattr(kernels, '_build', lambda: pytest.fail('the kernel was built twice in one process'))
     g = torch.Generator().manual_seed(0)
-    for D, k in [(4, 8), (48, 40)]:
+    for D, k in [(4, 8), (48, 300)]:
         X = torch.randn(3000, D, generator=g, dtype=torch.float64)
         km = KMeans(k, init=X[:k].clone(), max_iter=5, tol=0).fit(X)
         C = torch.as_tensor(km.cluster_centers_)
@@ -279,3 +279,63 @@ def test_vectors_are_the_cpus_own_width():
     X, C = torch.randn(50, 40), torch.randn(3, 40)
     _, _, sums, weights, _ = lloyd_pass(X, C, method='fused')
     assert sums.shape == (3, 40) and weights.sum() == 50
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('vectors', range(1, 10))
+def test_tiles_of_centres_give_the_rows_across_floats(monkeypatch, dtype, vectors):
+    """'fused' scores the centres in tiles of 4, 2 and 1 vectors (every mix, with 1 to 9 vectors of centres): the
+    labels, distances and sums of the rows-across layout, bit for bit, and float64 brute force's labels."""
+    lanes = kernels._STATE['vbytes'] // torch.tensor([], dtype=dtype).element_size()
+    k, D, N = vectors * lanes - (vectors % 2), 5, 1001                         # full and padded last vectors
+    g = torch.Generator().manual_seed(vectors)
+    X, w = torch.randn(N, D, generator=g, dtype=dtype), torch.rand(N, generator=g, dtype=dtype)
+    C = X[torch.randperm(N, generator=g)[:k]].clone()
+    C[k - 1] = C[0]                                                                  # exact ties: the first centre
+    monkeypatch.setattr(kernels, 'HALF_LANES', False)
+    for ww in (None, w):
+        monkeypatch.setattr(kernels, 'ROWS_K', 0); a = lloyd_pass(X, C, ww, method='fused')
+        monkeypatch.setattr(kernels, 'ROWS_K', 10**6); b = lloyd_pass(X, C, ww, method='fused')
+        assert all(torch.equal(p, q) for p, q in zip(a[:4], b[:4])) and a[4] == b[4]
+        assert not (a[0] == k - 1).any()
+        d = brute(X, C, ww)
+        assert (d.gather(1, a[0][:, None])[:, 0] - d.min(1).values <= 1e-4).all()
+
+@needs_kernel
+def test_auto_takes_fused_for_small_shapes_and_blocked_for_large():
+    "'auto' follows FUSED_UP_TO for this CPU's vectors: 'fused' at small D, small k or small D k, else 'blocked'."
+    if torch.float32 not in kernels._STATE['gemm']: pytest.skip("torch's BLAS is not reachable here")
+    most_d, most_dk = kernels.FUSED_UP_TO.get(kernels._STATE['vbytes'], (16, 3200))
+    assert kernels.plan(most_d, 1000, torch.float32) == 'fused'
+    assert kernels.plan(128, 32, torch.float64) == 'fused'
+    assert kernels.plan(most_d + 1, most_dk // (most_d + 1), torch.float32) == 'fused'
+    assert kernels.plan(most_d + 1, most_dk // (most_d + 1) + 1, torch.float32) == 'blocked'
+    assert kernels.plan(128, 1000, torch.float64) == 'blocked'
+    assert kernels.plan(8, 10, torch.float16) == 'torch'
+
+@needs_kernel
+@pytest.mark.parametrize('method', ['fused', 'blocked'])
+@pytest.mark.parametrize('width', [torch.uint8, torch.int16, torch.int32, torch.int64])
+def test_pass_into_stores_and_adds_what_lloyd_pass_returns(method, width):
+    """The engine's entry `pass_into`: labels stored in any integer width, distances in place, and sums, weights,
+    inertia and the count of changed labels added into the engine's buffer; the same floats as `lloyd_pass`,
+    call after call (the reused scratch never leaks a previous call's centres or sums)."""
+    g = torch.Generator().manual_seed(3)
+    X, w = torch.randn(2000, 48, generator=g, dtype=torch.float64), torch.rand(2000, generator=g, dtype=torch.float64)
+    for k in (200, 199, 7, 200):                                         # same padded layout, then another one
+        C = X[torch.randperm(2000, generator=g)[:k]].clone()
+        ref = lloyd_pass(X, C, w, method=method)
+        kept = [t.clone() for t in ref[:4]]
+        old = torch.randint(0, k, (2000,), generator=g).to(width)
+        for count in (False, True):
+            labels, mind = old.clone(), torch.full((2000,), -1.0, dtype=torch.float64)
+            buf = torch.zeros(k * 48 + k + 2, dtype=torch.float64); buf[-2:] = torch.tensor([0.5, 3.0])
+            kernels.pass_into(X, C, w, method, None, labels, mind, buf, count)
+            assert labels.dtype == width and torch.equal(labels.long(), ref[0]) and torch.equal(mind, ref[1])
+            assert torch.equal(buf[:k * 48].view(k, 48), ref[2]) and torch.equal(buf[k * 48:k * 48 + k], ref[3])
+            assert buf[-2] == 0.5 + ref[4]
+            assert buf[-1] == 3.0 + (int((old.long() != ref[0]).sum()) if count else 0)
+        d = brute(X, C, w)
+        assert (d.gather(1, ref[0][:, None])[:, 0] - d.min(1).values <= 1e-9).all()
+        lloyd_pass(X[:50] * 2, C, None, method=method)                       # another call: ref's tensors are its own
+        assert all(torch.equal(a, b) for a, b in zip(ref[:4], kept))
