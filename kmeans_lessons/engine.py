@@ -630,45 +630,54 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
             v = torch.full((2,), math.nan, dtype=torch.float64)
             with comm.local(): v = step.tick()
             step.agree(comm.sum(v) / comm.size)
-        buf = torch.zeros(k * D + k + 2, dtype=torch.float64)            # what a failed rank sends
+        if comm.size > 1: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)   # what a failed rank sends
         with comm.local(): buf = _pass(rows, step, C, labels, dists, w, pre, shift, i == 0, k, i > 0)
         tot = comm.sum(buf)                                           # the one all_reduce of an iteration
         skipped.append(getattr(step, 'skipped', 0.0))
         sums, weights = tot[:k * D].view(k, D), tot[k * D:k * D + k]   # views of this iteration's `tot`
-        inertias.append(tot[-2])
+        cpu = tot.device.type == 'cpu'                                 # on the CPU, NumPy views: cheaper small steps
+        t = tot.numpy() if cpu else None
+        inertia, changed = (float(t[-2]), float(t[-1])) if cpu else tot[-2:].tolist()
+        inertias.append(inertia)
         if fallback:
             C_new = update_centroids(rows.data if shift is None else rows.data - shift, labels, C, dists, dist,
                                      sample_weight=w)
-        elif bool((weights == 0).any()):
+        elif bool((t[k * D:k * D + k] == 0).any() if cpu else (weights == 0).any()):
             fill_empty(rows, C, sums, weights, labels, dists, comm, shift, pre, w)
             means = sums / weights.clamp_min(1e-300)[:, None]           # (k, D)
             if post is not None: means = post(means)
             C_new = torch.where((weights > 0)[:, None], means, C.double()).to(C.dtype)
+        elif cpu and post is None:                                    # no empty cluster, plain means: in NumPy
+            C_new = torch.from_numpy((t[:k * D].reshape(k, D) / t[k * D:k * D + k, None]).astype(C.numpy().dtype))
         else:                                                         # no empty cluster: a few small operations
             means = sums / weights[:, None]                             # (k, D)
             C_new = (means if post is None else post(means)).to(C.dtype)
-        move = ((C_new - C) ** 2).sum()
+        if cpu:
+            dc = C_new.numpy() - C.numpy()
+            move = float((dc * dc).sum())
+        else: move = float(((C_new - C) ** 2).sum())
         with comm.local(): step.moved(C, C_new, labels)
         C = C_new
         if keep_history: history.append(C)
-        bar.update(inertia=tot[-2], shift=move)
-        if say: print(f"Iteration {i}, inertia {float(tot[-2])}.")
+        bar.update(inertia=inertia, shift=move)
+        if say: print(f"Iteration {i}, inertia {inertia}.")
         if callback is not None: callback(i, C, tot[-2])
-        if i > 0 and float(tot[-1]) == 0:
+        if i > 0 and changed == 0:
             converged = True
             if say: print(f"Converged at iteration {i}: strict convergence.")
         elif move <= tol:
             converged = True
-            if say: print(f"Converged at iteration {i}: center shift {float(move)} within tolerance {tol}.")
+            if say: print(f"Converged at iteration {i}: center shift {move} within tolerance {tol}.")
         if converged: break
     bar.close(f"converged after {i + 1} iterations" if converged else
               f"stopped at max_iter={max_iter} without converging (centre shift {float(move):.3g} > tol {tol:.3g})")
     buf = torch.zeros(k * D + k + 2, dtype=torch.float64)
     with comm.local(): buf = _pass(rows, step, C, labels, dists, w, pre, shift, False, k, False, final=True)
     tot = comm.sum(buf)                                               # final labels, inertia and sizes
-    inertias.append(tot[-2])
+    inertias.append(float(tot[-2]))
     return dict(centres=C, labels=labels, inertia=tot[-2], n_iter=i + 1, converged=converged,
-                history=history if keep_history else [C], inertias=torch.stack(inertias),
+                history=history if keep_history else [C],
+                inertias=torch.tensor(inertias, dtype=torch.float64, device=tot.device),
                 counts=tot[k * D:k * D + k], skipped=skipped, algorithm=step.name)
 
 # %% ../nbs/94_engine.ipynb #b27c1876

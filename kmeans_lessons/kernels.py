@@ -500,24 +500,29 @@ _SCRATCH = threading.local()   # this thread's buffers for the compiled pass, ke
 SCRATCH_BYTES = 1 << 20        # the largest buffer kept; a bigger one is made for the call (its cost is small beside it)
 
 def _scratch(name, shape, dtype, fill=None, tag=None):
-    """A buffer of `shape` for this thread: the same one again while `shape`, `dtype` and `tag` stay the same (its
-    contents are the last call's; `fill` fills it only when it is made). Never handed to the caller."""
-    key, d = (tuple(shape), dtype, tag), _SCRATCH.__dict__
+    """A buffer of `shape` for this thread, `(tensor, address, NumPy view)`: the same one again while `shape`,
+    `dtype` and `tag` stay the same (its contents are the last call's; `fill` fills it only when it is made).
+    Never handed to the caller; hold the tuple while its address is in use."""
+    key, d = (shape, dtype, tag), _SCRATCH.__dict__
     got = d.get(name)
     if got is not None and got[0] == key: return got[1]
     t = torch.empty(shape, dtype=dtype) if fill is None else torch.full(shape, fill, dtype=dtype)
-    if t.numel() * t.element_size() <= SCRATCH_BYTES: d[name] = (key, t)
-    return t
+    got = (t, t.data_ptr(), t.numpy())
+    if t.numel() * t.element_size() <= SCRATCH_BYTES: d[name] = (key, got)
+    return got
 
 def _sums_of(lib, sums, ws, iner, k, D, labels=None, dst=None, buf=None, count=False):
     """The threads' sums (nt, kp, D), weights (nt, kp) and inertias (nt) added up in thread order (C `into_f64`,
-    the one reduction of every pass) into `buf` (k D + k + 2,) float64, a fresh one when None; with `dst`, `labels`
-    are stored there too, the changed ones counted. Returns buf's views: sums (k, D), weights (k,) and inertia."""
-    if buf is None: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)
-    lib.into_f64(sums.data_ptr(), ws.data_ptr(), iner.data_ptr(), sums.shape[0], k, sums.shape[1], D, buf.data_ptr(),
-                 None if labels is None else labels.data_ptr(), 0 if labels is None else len(labels),
-                 None if dst is None else dst.data_ptr(), 0 if dst is None else dst.element_size(), int(count))
-    return buf[:k * D].view(k, D), buf[k * D:k * D + k], buf[k * D + k]
+    the one reduction of every pass) into `buf` (k D + k + 2,) float64; with `dst`, the labels at the address
+    `labels` are stored there too, the changed ones counted. Scratch entries as `_scratch` gives them. With no
+    `buf`, a fresh one, and returns its views: sums (k, D), weights (k,) and inertia."""
+    fresh = buf is None
+    if fresh: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)
+    (s, sp, _), (_, wp, _), (_, ip, _) = sums, ws, iner
+    lib.into_f64(sp, wp, ip, s.shape[0], k, s.shape[1], D, buf.data_ptr(), labels,
+                 0 if dst is None else len(dst), None if dst is None else dst.data_ptr(),
+                 0 if dst is None else dst.element_size(), int(count))
+    if fresh: return buf[:k * D].view(k, D), buf[k * D:k * D + k], buf[k * D + k]
 
 def _kernel_pass(X, C, w, method, rows=BLOCK_ROWS, shift=None, mind=None, into=None):
     """The compiled pass: `(labels, mind, sums, weights, inertia)`. With `into = (dst, buf, count)`, the engine's
@@ -527,34 +532,32 @@ def _kernel_pass(X, C, w, method, rows=BLOCK_ROWS, shift=None, mind=None, into=N
     lib, N, D, k, nt = _STATE['lib'], X.shape[0], X.shape[1], C.shape[0], max(1, torch.get_num_threads())
     sfx = 'f32' if X.dtype == torch.float32 else 'f64'
     sp = None if shift is None else shift.data_ptr()
-    labels = torch.empty(N, dtype=torch.int64) if into is None else _scratch('labels', (N,), torch.int64)
+    if into is None: labels = torch.empty(N, dtype=torch.int64); lp = labels.data_ptr()
+    else: labels = _scratch('labels', (N,), torch.int64); lp = labels[1]    # held here: a big one is not kept
     if mind is None: mind = torch.empty(N, dtype=X.dtype)
     inertia = _scratch('inertia', (nt,), torch.float64)                          # the kernels zero what they add into
-    wp = None if w is None else w.data_ptr()
+    xp, mp, ip, wp = X.data_ptr(), mind.data_ptr(), inertia[1], None if w is None else w.data_ptr()
     if method == 'fused':
         rows_across = k <= ROWS_K and D * X.element_size() <= 64          # few centres, short rows: rows across lanes
         vb = _STATE['vbytes']                                                      # 64 bytes with AVX-512, 32 with AVX2
         half = HALF_LANES and not rows_across and k <= vb // 2 // X.element_size()  # AVX-512: k <= 8 floats (4 doubles)
         lanes = (vb // 2 if half else vb) // X.element_size()
         kp = -(-k // lanes) * lanes
-        Ct = _scratch('Ct', (D, kp), X.dtype, fill=float('nan'), tag=k)             # (D, kp), padding never wins
-        Ct[:, :k] = C.T
+        _, ctp, Ct = _scratch('Ct', (D, kp), X.dtype, fill=float('nan'), tag=k)    # (D, kp), padding never wins
+        Ct[:, :k] = (C.detach() if C.requires_grad else C).numpy().T              # in NumPy: a copy, no torch call
         sums, ws = _scratch('sums', (nt, kp, D), torch.float64), _scratch('ws', (nt, kp), torch.float64)
         if rows_across:
-            getattr(lib, 'rows_' + sfx)(X.data_ptr(), N, D, Ct.data_ptr(), k, kp, wp, labels.data_ptr(),
-                                        mind.data_ptr(), sums.data_ptr(), ws.data_ptr(), inertia.data_ptr(), nt, sp)
+            getattr(lib, 'rows_' + sfx)(xp, N, D, ctp, k, kp, wp, lp, mp, sums[1], ws[1], ip, nt, sp)
         else:
-            getattr(lib, ('half_' if half else 'fused_') + sfx)(X.data_ptr(), N, D, Ct.data_ptr(), kp, wp, labels.data_ptr(),
-                                         mind.data_ptr(), sums.data_ptr(), ws.data_ptr(), inertia.data_ptr(), nt, sp)
+            getattr(lib, ('half_' if half else 'fused_') + sfx)(xp, N, D, ctp, kp, wp, lp, mp, sums[1], ws[1], ip, nt, sp)
     else:
         c2 = (C * C).sum(1)                                                        # (k,)
         sums, ws = _scratch('sums', (nt, k, D), torch.float64), _scratch('ws', (nt, k), torch.float64)
-        getattr(lib, 'blocked_' + sfx)(X.data_ptr(), N, D, C.data_ptr(), c2.data_ptr(), k, wp, labels.data_ptr(),
-                                       mind.data_ptr(), sums.data_ptr(), ws.data_ptr(), inertia.data_ptr(), nt,
+        getattr(lib, 'blocked_' + sfx)(xp, N, D, C.data_ptr(), c2.data_ptr(), k, wp, lp, mp, sums[1], ws[1], ip, nt,
                                        _STATE['gemm'][X.dtype], rows, sp)
     if into is not None:
         dst, buf, count = into
-        _sums_of(lib, sums, ws, inertia, k, D, labels, dst, buf, count)
+        _sums_of(lib, sums, ws, inertia, k, D, lp, dst, buf, count)
         return None
     s, v, i = _sums_of(lib, sums, ws, inertia, k, D)
     return labels, mind, s, v, float(i)
@@ -636,12 +639,14 @@ def cluster_sums(X,                  # rows (N, D) float32 or float64, on the CP
     lanes = _STATE['vbytes'] // X.element_size()
     kp = -(-k // lanes) * lanes if method == 'fused' else k                     # the E-step's layout of the sums
     sums, ws = _scratch('sums', (nt, kp, D), torch.float64), _scratch('ws', (nt, kp), torch.float64)
+    iner = _scratch('inertia', (nt,), torch.float64)
+    iner[2][:] = 0
     X, labels = X.contiguous(), labels.contiguous()
     w = None if sample_weight is None else sample_weight.to(X.dtype).contiguous()
     getattr(lib, 'sums_' + ('f32' if X.dtype == torch.float32 else 'f64'))(
-        X.data_ptr(), N, D, labels.data_ptr(), None if w is None else w.data_ptr(), kp, sums.data_ptr(),
-        ws.data_ptr(), nt, 1 if method == 'fused' else BLOCK_ROWS)
-    return _sums_of(lib, sums, ws, torch.zeros(nt, dtype=torch.float64), k, D)[:2]
+        X.data_ptr(), N, D, labels.data_ptr(), None if w is None else w.data_ptr(), kp, sums[1],
+        ws[1], nt, 1 if method == 'fused' else BLOCK_ROWS)
+    return _sums_of(lib, sums, ws, iner, k, D)[:2]
 
 def label_dists(X, C, labels):
     """Squared distances (N,) of the rows `X` (N, D) to their own centres `C[labels]`, by direct differences summed

@@ -339,3 +339,18 @@ def test_pass_into_stores_and_adds_what_lloyd_pass_returns(method, width):
         assert (d.gather(1, ref[0][:, None])[:, 0] - d.min(1).values <= 1e-9).all()
         lloyd_pass(X[:50] * 2, C, None, method=method)                       # another call: ref's tensors are its own
         assert all(torch.equal(a, b) for a, b in zip(ref[:4], kept))
+
+@needs_kernel
+def test_pass_into_with_buffers_too_big_to_keep(monkeypatch):
+    "Scratch over SCRATCH_BYTES is made for the call and held through it: the labels of lloyd_pass, at any N."
+    monkeypatch.setattr(kernels, 'SCRATCH_BYTES', 64)
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(50_000, 3, generator=g)
+    C = X[:40].clone()
+    ref = lloyd_pass(X, C, method='fused')
+    labels, mind = torch.zeros(50_000, dtype=torch.int32), torch.empty(50_000)
+    buf = torch.zeros(40 * 3 + 40 + 2, dtype=torch.float64)
+    for _ in range(3):
+        junk = [torch.full((50_000,), 7, dtype=torch.int64) for _ in range(4)]   # memory a freed buffer would hand on
+        kernels.pass_into(X, C, None, 'fused', None, labels, mind, buf, False)
+        assert torch.equal(labels.long(), ref[0]) and torch.equal(mind, ref[1]) and all((j == 7).all() for j in junk)
