@@ -318,8 +318,10 @@ def torchrun(nproc, data, out, *extra, script=None):
 
 
 def test_fit_command_under_torchrun_1_2_3_processes(npy, tmp_path):
-    """The four jobs run at once (each pays torch's start-up): 1, 2 and 3 processes without --labels (the 3 through
-    the installed script, as the issue ran it), and 2 with --labels and --verbose. Each gives the one-process fit."""
+    """The jobs run at once (each pays torch's start-up): 1, 2 and 3 processes without --labels (the 3 through
+    the installed script, as the issue ran it), 2 with --labels and --verbose, 2 refused (--labels is the data), and
+    every --algorithm: hamerly and elkan at 2 processes, yinyang, lloyd and elkan at 3. Each gives the one-process fit:
+    its centres, and its iterations and inertia in the line rank 0 writes."""
     data, one, h = npy
     jobs = {1: torchrun(1, data, tmp_path / 'c1.npy'), 2: torchrun(2, data, tmp_path / 'c2.npy'),
             3: torchrun(3, data, tmp_path / 'c3.npy', script=ENTRY),      # None: -m kmeans_lessons.cli
@@ -327,7 +329,9 @@ def test_fit_command_under_torchrun_1_2_3_processes(npy, tmp_path):
             'clobber': torchrun(2, data, tmp_path / 'cx.npy', '--labels', data),    # refused on every rank
             'hamerly': torchrun(2, data, tmp_path / 'ch.npy', '--algorithm', 'hamerly'),
             'yinyang': torchrun(3, data, tmp_path / 'cy.npy', '--algorithm', 'yinyang'),
-            'elkan': torchrun(2, data, tmp_path / 'ce.npy', '--algorithm', 'elkan')}
+            'elkan': torchrun(2, data, tmp_path / 'ce.npy', '--algorithm', 'elkan'),
+            'lloyd3': torchrun(3, data, tmp_path / 'cL3.npy', '--algorithm', 'lloyd'),
+            'elkan3': torchrun(3, data, tmp_path / 'ce3.npy', '--algorithm', 'elkan')}
     deadline = time.monotonic() + LIMIT
     done = {}
     try:
@@ -344,16 +348,21 @@ def test_fit_command_under_torchrun_1_2_3_processes(npy, tmp_path):
         assert jobs[name].returncode == 0, (name, se[-3000:])
         assert so.count('wrote') == 1, (name, so)                                   # rank 0 reports, once
         assert 'UnboundLocalError' not in se and 'Traceback' not in se, (name, se[-3000:])
+        m = re.search(r"points on \d process(?:es)?, (\d+) iterations, inertia (\S+)\n", so)
+        assert m and int(m[1]) == one['n_iter'], (name, so, one['n_iter'])
+        assert float(m[2]) == pytest.approx(float(one['inertia']), rel=1e-5), (name, so, one['inertia'])
     for name in (1, 2, 3):
         assert f"on {name} process" in done[name][0], done[name][0]
         np.testing.assert_allclose(np.load(tmp_path / f'c{name}.npy'), one['centres'].numpy(), rtol=0, atol=1e-4)
     assert done['labels'][0].count('converged after') == 1                           # --verbose's summary, once
-    for name in ('hamerly', 'yinyang', 'elkan'):                                      # Lloyd's result, every bound
-        np.testing.assert_allclose(np.load(tmp_path / f'c{name[0]}.npy'), one['centres'].numpy(), rtol=0, atol=1e-4)
+    bound = {'hamerly': 'ch', 'yinyang': 'cy', 'elkan': 'ce', 'lloyd3': 'cL3', 'elkan3': 'ce3'}
+    for name, f in bound.items():                                   # Lloyd's result, every algorithm, 2 and 3 ranks
+        np.testing.assert_allclose(np.load(tmp_path / f'{f}.npy'), one['centres'].numpy(), rtol=0, atol=1e-4,
+                                   err_msg=name)
     np.testing.assert_allclose(np.load(tmp_path / 'cl.npy'), one['centres'].numpy(), rtol=0, atol=1e-4)
     assert np.array_equal(np.load(tmp_path / 'l.npy'), one['labels'].numpy())
-    assert sorted(f.name for f in tmp_path.iterdir()) == ['c1.npy', 'c2.npy', 'c3.npy', 'ce.npy', 'ch.npy', 'cl.npy',
-                                                          'cy.npy', 'l.npy']
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(['c1.npy', 'c2.npy', 'c3.npy', 'ce.npy', 'ch.npy',
+                                                                 'cl.npy', 'cy.npy', 'cL3.npy', 'ce3.npy', 'l.npy'])
     assert digest(data) == h
 
 

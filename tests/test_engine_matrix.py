@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from kmeans_lessons import engine
 from kmeans_lessons.estimators import KMeans
 
 ALGORITHMS = ['lloyd', 'hamerly', 'yinyang', 'elkan', 'auto']
@@ -45,17 +46,28 @@ def sources(tmp_path_factory):
                       'memmap': lambda: np.load(path, mmap_mode='r'), 'path': lambda: path}
 
 
+STREAM_BLOCK_BYTES = 1000      # streamed matrix data (300 x 3 float64, 7,200 bytes): blocks of 41 rows, 8 of them
+
+
 @pytest.mark.parametrize('placement', ['tensor', 'numpy', 'memmap', 'path'])
-def test_one_process(sources, placement):
+def test_one_process(sources, placement, monkeypatch):
+    "A memmap and a path are read in several blocks (the last one short), as a large file would be."
     X, w, C0, makers = sources
     make = makers[placement]
+    streamed = placement in ('memmap', 'path')
+    if streamed:
+        with monkeypatch.context() as m:
+            m.setattr(engine, 'BLOCK_BYTES', STREAM_BLOCK_BYTES)
+            assert engine.Rows(make()).block_rows == 41
     for distance in DISTANCES:
         for weighted in (False, True):
-            ref = reference(X, w, C0, distance, weighted)
+            ref = reference(X, w, C0, distance, weighted)                 # in memory, default blocks
             for algorithm in ALGORITHMS:
                 where = f"{placement} {algorithm} {distance} {'weighted' if weighted else 'unweighted'}"
                 km = KMeans(K, init=C0, tol=0, algorithm=algorithm, distance=distance)
-                km.fit(make(), sample_weight=w if weighted else None)
+                with monkeypatch.context() as m:
+                    if streamed: m.setattr(engine, 'BLOCK_BYTES', STREAM_BLOCK_BYTES)
+                    km.fit(make(), sample_weight=w if weighted else None)
                 check(km, ref, algorithm, where)
 
 
@@ -70,6 +82,36 @@ def test_streamed_int_random_state_is_the_in_memory_fit(tmp_path):
             km = KMeans(8, random_state=seed).fit(tmp_path / 'X.npy', sample_weight=weights)
             assert np.array_equal(km.labels_, ref.labels_) and km.n_iter_ == ref.n_iter_
             np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=0, atol=1e-9)
+
+
+def test_streamed_in_many_blocks_is_the_in_memory_fit(tmp_path, monkeypatch):
+    """40 blobs, 20,000 x 8 float64 rows (1.28 MB) in blocks of 40 KiB (640 rows: 31 and a short one): a memmap and a
+    path, fitted with an int random_state (k-means++ over all rows, block by block, then 'auto'), give the in-memory
+    fit: labels, n_iter, centres, inertia. The inertia is also checked by brute force from the labels and centres, and
+    the labels are the nearest centres."""
+    from sklearn.datasets import make_blobs
+    X, _ = make_blobs(20_000, n_features=8, centers=40, random_state=0)
+    path = tmp_path / 'X.npy'
+    np.save(path, X)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    cases = [(seed, None) for seed in (0, 1, 2, 3)] + [(0, w)]
+    refs = [KMeans(40, random_state=seed).fit(X, sample_weight=sw) for seed, sw in cases]   # default blocks
+    monkeypatch.setattr(engine, 'BLOCK_BYTES', 40_960)
+    assert engine.Rows(np.load(path, mmap_mode='r')).block_rows == 640
+    for (seed, sw), ref in zip(cases, refs):
+        for name, src in (('memmap', lambda: np.load(path, mmap_mode='r')), ('path', lambda: path)):
+            where = f"{name} seed={seed} {'weighted' if sw is not None else 'unweighted'}"
+            km = KMeans(40, random_state=seed).fit(src(), sample_weight=sw)
+            assert km.algorithm_ == ref.algorithm_, where
+            assert np.array_equal(np.asarray(km.labels_), ref.labels_), where
+            assert km.n_iter_ == ref.n_iter_, where
+            np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=0, atol=1e-9, err_msg=where)
+            assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-9), where
+            C, labels = np.asarray(km.cluster_centers_), np.asarray(km.labels_)
+            d2 = ((X[:, None, :] - C[None]) ** 2).sum(2)                  # (N, 40) brute force
+            assert np.array_equal(labels, d2.argmin(1)), where
+            own = d2[np.arange(len(X)), labels]
+            assert km.inertia_ == pytest.approx(float(own @ (np.ones(len(X)) if sw is None else sw)), rel=1e-9), where
 
 
 @pytest.mark.parametrize('W', [2, 3])

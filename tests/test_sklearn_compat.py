@@ -291,6 +291,50 @@ def test_verbose_progress_and_quiet_default(capsys, blobs):
     assert km.n_iter_ > 1 and f'converged after {km.n_iter_} iterations' in out and 'stopped at' not in out, out
 
 
+@pytest.mark.parametrize('source', ['numpy', 'path'])
+@pytest.mark.parametrize('algorithm', ['lloyd', 'hamerly', 'yinyang', 'elkan', 'auto'])
+def test_verbose_bars_and_lines_every_algorithm(blobs, tmp_path, capsys, monkeypatch, algorithm, source):
+    """verbose=0: no bar, no output. 1: exactly the bars 'k-means++' (k - 1 steps) and 'k-means' (n_iter_ steps), then
+    exactly one line. 2: also scikit-learn's lines; from an explicit start, the very lines scikit-learn's KMeans prints
+    (its Lloyd, verbose=1), numbers to float tolerance, then the same one line."""
+    import re, tqdm.auto
+    bars = []
+    class Bar:                                                         # stands in for tqdm: records the bars
+        def __init__(self, total=None, desc=None, **kw): self.rec = [desc, total, 0]; bars.append(self.rec)
+        def update(self, n=1): self.rec[2] += n
+        def set_postfix(self, *a, **kw): pass
+        def close(self): pass
+    monkeypatch.setattr(tqdm.auto, 'tqdm', Bar)
+    np.save(tmp_path / 'X.npy', blobs)
+    X = blobs if source == 'numpy' else tmp_path / 'X.npy'
+    summary = lambda km: f"k-means: converged after {km.n_iter_} iterations"
+    KMeans(4, random_state=0, algorithm=algorithm).fit(X)
+    assert capsys.readouterr() == ('', '') and bars == []
+    km = KMeans(4, random_state=0, algorithm=algorithm, verbose=1).fit(X)
+    assert km.algorithm_ == ('lloyd' if algorithm == 'auto' else algorithm)
+    assert bars == [['k-means++', 4, 3], ['k-means', 300, km.n_iter_]]
+    assert capsys.readouterr().out.splitlines() == [summary(km)]
+    bars.clear()
+    km = KMeans(4, random_state=0, algorithm=algorithm, verbose=2).fit(X)
+    out = capsys.readouterr().out.splitlines()
+    assert [b[0] for b in bars] == ['k-means++', 'k-means'] and out[-1] == summary(km)
+    kind = lambda line: re.sub(r'\d+(\.\d+)?(e[-+]?\d+)?', '#', line)
+    assert out[0] == 'Initialization complete'
+    assert [kind(l) for l in out[1:km.n_iter_ + 1]] == ['Iteration #, inertia #.'] * km.n_iter_, out
+    assert kind(out[-2]) in ('Converged at iteration #: center shift # within tolerance #.',
+                             'Converged at iteration #: strict convergence.'), out
+    assert len(out) == km.n_iter_ + 3, out
+    bars.clear()
+    km = KMeans(4, init=blobs[:4], algorithm=algorithm, verbose=2).fit(X)              # 15 iterations
+    ours = capsys.readouterr().out.splitlines()
+    assert bars == [['k-means', 300, km.n_iter_]] and ours[-1] == summary(km)
+    SKMeans(4, init=blobs[:4], n_init=1, algorithm='lloyd', verbose=1).fit(blobs)
+    theirs = capsys.readouterr().out.splitlines()
+    assert [kind(l) for l in ours[:-1]] == [kind(l) for l in theirs], (ours, theirs)
+    num = lambda lines: [float(v) for l in lines for v in re.findall(r'\d+(?:\.\d+)?(?:e[-+]?\d+)?', l)]
+    np.testing.assert_allclose(num(ours[:-1]), num(theirs), rtol=1e-9)
+
+
 def test_negative_strides_and_sklearn_convergence_warning():
     "X[::-1] (a NumPy view with negative strides) is accepted; our ConvergenceWarning is also scikit-learn's."
     from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
