@@ -801,12 +801,12 @@ class AutoStep:
     takes_shift = property(lambda self: self.now is self.lloyd)   # Lloyd's kernel centres rows
 
     def tick(self):
-        """Before each pass: (2,) float64, the seconds since the last tick (NaN for none, or for
+        """Before each pass: two floats, the seconds since the last tick (NaN for none, or for
         a trial's first pass, which builds the bounds) and the probe's seconds, for `agree`."""
         t = time.perf_counter()
         last = t - self.t if self.t is not None and not self.fresh else math.nan
         self.t, self.fresh = t, False
-        return torch.tensor([last, self.probe], dtype=torch.float64)
+        return last, self.probe
 
     def agree(self, v):
         "The ranks' mean of `tick`'s numbers: the times every rank's choices are made from."

@@ -627,28 +627,31 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
     say = verbose >= 2 and comm.rank == 0
     for i in range(max_iter):
         if hasattr(step, 'tick'):                                     # 'auto': its clock, the same on every rank
-            v = torch.full((2,), math.nan, dtype=torch.float64)
-            with comm.local(): v = step.tick()
-            step.agree(comm.sum(v) / comm.size)
+            if comm.size == 1: step.agree(step.tick())
+            else:
+                v = torch.full((2,), math.nan, dtype=torch.float64)
+                with comm.local(): v = torch.tensor(step.tick(), dtype=torch.float64)
+                step.agree((comm.sum(v) / comm.size).tolist())
         if comm.size > 1: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)   # what a failed rank sends
         with comm.local(): buf = _pass(rows, step, C, labels, dists, w, pre, shift, i == 0, k, i > 0)
         tot = comm.sum(buf)                                           # the one all_reduce of an iteration
         skipped.append(getattr(step, 'skipped', 0.0))
-        sums, weights = tot[:k * D].view(k, D), tot[k * D:k * D + k]   # views of this iteration's `tot`
         cpu = tot.device.type == 'cpu'                                 # on the CPU, NumPy views: cheaper small steps
         t = tot.numpy() if cpu else None
         inertia, changed = (float(t[-2]), float(t[-1])) if cpu else tot[-2:].tolist()
         inertias.append(inertia)
+        plain = cpu and not fallback and post is None and not (t[k * D:k * D + k] == 0).any()
+        if not plain: sums, weights = tot[:k * D].view(k, D), tot[k * D:k * D + k]   # views of this `tot`
         if fallback:
             C_new = update_centroids(rows.data if shift is None else rows.data - shift, labels, C, dists, dist,
                                      sample_weight=w)
-        elif bool((t[k * D:k * D + k] == 0).any() if cpu else (weights == 0).any()):
+        elif plain:                                                   # no empty cluster, plain means: in NumPy
+            C_new = torch.from_numpy((t[:k * D].reshape(k, D) / t[k * D:k * D + k, None]).astype(C.numpy().dtype))
+        elif bool((weights == 0).any()):
             fill_empty(rows, C, sums, weights, labels, dists, comm, shift, pre, w)
             means = sums / weights.clamp_min(1e-300)[:, None]           # (k, D)
             if post is not None: means = post(means)
             C_new = torch.where((weights > 0)[:, None], means, C.double()).to(C.dtype)
-        elif cpu and post is None:                                    # no empty cluster, plain means: in NumPy
-            C_new = torch.from_numpy((t[:k * D].reshape(k, D) / t[k * D:k * D + k, None]).astype(C.numpy().dtype))
         else:                                                         # no empty cluster: a few small operations
             means = sums / weights[:, None]                             # (k, D)
             C_new = (means if post is None else post(means)).to(C.dtype)
