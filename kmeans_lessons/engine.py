@@ -640,13 +640,15 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         t = tot.numpy() if cpu else None
         inertia, changed = (float(t[-2]), float(t[-1])) if cpu else tot[-2:].tolist()
         inertias.append(inertia)
-        plain = cpu and not fallback and post is None and not (t[k * D:k * D + k] == 0).any()
+        plain = (cpu and not fallback and post is None and C.dtype in (torch.float32, torch.float64)
+                 and not (t[k * D:k * D + k] == 0).any())                       # NumPy rounds as torch does
         if not plain: sums, weights = tot[:k * D].view(k, D), tot[k * D:k * D + k]   # views of this `tot`
         if fallback:
             C_new = update_centroids(rows.data if shift is None else rows.data - shift, labels, C, dists, dist,
                                      sample_weight=w)
         elif plain:                                                   # no empty cluster, plain means: in NumPy
-            C_new = torch.from_numpy((t[:k * D].reshape(k, D) / t[k * D:k * D + k, None]).astype(C.numpy().dtype))
+            means = t[:k * D].reshape(k, D) / t[k * D:k * D + k, None]          # (k, D) float64
+            C_new = torch.from_numpy(means.astype(np.float32 if C.dtype == torch.float32 else np.float64))
         elif bool((weights == 0).any()):
             fill_empty(rows, C, sums, weights, labels, dists, comm, shift, pre, w)
             means = sums / weights.clamp_min(1e-300)[:, None]           # (k, D)
@@ -655,8 +657,8 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         else:                                                         # no empty cluster: a few small operations
             means = sums / weights[:, None]                             # (k, D)
             C_new = (means if post is None else post(means)).to(C.dtype)
-        if cpu:
-            dc = C_new.numpy() - C.numpy()
+        if cpu and C.dtype in (torch.float32, torch.float64):
+            dc = C_new.detach().numpy() - C.detach().numpy()
             move = float((dc * dc).sum())
         else: move = float(((C_new - C) ** 2).sum())
         with comm.local(): step.moved(C, C_new, labels)

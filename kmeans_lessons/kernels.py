@@ -511,16 +511,16 @@ def _scratch(name, shape, dtype, fill=None, tag=None):
     if t.numel() * t.element_size() <= SCRATCH_BYTES: d[name] = (key, got)
     return got
 
-def _sums_of(lib, sums, ws, iner, k, D, labels=None, dst=None, buf=None, count=False):
+def _sums_of(lib, sums, ws, iner, k, D, labels=None, n=0, dst=None, buf=None, count=False):
     """The threads' sums (nt, kp, D), weights (nt, kp) and inertias (nt) added up in thread order (C `into_f64`,
-    the one reduction of every pass) into `buf` (k D + k + 2,) float64; with `dst`, the labels at the address
-    `labels` are stored there too, the changed ones counted. Scratch entries as `_scratch` gives them. With no
+    the one reduction of every pass) into `buf` (k D + k + 2,) float64; with `dst` (n,), the n labels at the
+    address `labels` are stored there too, the changed ones counted. Scratch entries as `_scratch` gives them. With no
     `buf`, a fresh one, and returns its views: sums (k, D), weights (k,) and inertia."""
     fresh = buf is None
     if fresh: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)
     (s, sp, _), (_, wp, _), (_, ip, _) = sums, ws, iner
     lib.into_f64(sp, wp, ip, s.shape[0], k, s.shape[1], D, buf.data_ptr(), labels,
-                 0 if dst is None else len(dst), None if dst is None else dst.data_ptr(),
+                 0 if dst is None else n, None if dst is None else dst.data_ptr(),
                  0 if dst is None else dst.element_size(), int(count))
     if fresh: return buf[:k * D].view(k, D), buf[k * D:k * D + k], buf[k * D + k]
 
@@ -557,7 +557,7 @@ def _kernel_pass(X, C, w, method, rows=BLOCK_ROWS, shift=None, mind=None, into=N
                                        _STATE['gemm'][X.dtype], rows, sp)
     if into is not None:
         dst, buf, count = into
-        _sums_of(lib, sums, ws, inertia, k, D, lp, dst, buf, count)
+        _sums_of(lib, sums, ws, inertia, k, D, lp, N, dst, buf, count)
         return None
     s, v, i = _sums_of(lib, sums, ws, inertia, k, D)
     return labels, mind, s, v, float(i)
@@ -617,7 +617,8 @@ def pass_into(X, C, w, method, shift, labels, mind, buf, count):
     Assumes what the engine guarantees: CPU tensors; C, w (or None) and shift (or None) in X's dtype; labels, mind
     and buf contiguous."""
     w = None if w is None else w.contiguous()
-    _kernel_pass(X.contiguous(), C.contiguous(), w, method, shift=shift, mind=mind, into=(labels, buf, count))
+    C = C.to(X.dtype).contiguous()                                  # float16 centres over float32 rows: X's dtype
+    _kernel_pass(X.contiguous(), C, w, method, shift=shift, mind=mind, into=(labels, buf, count))
 
 # %% ../nbs/95_kernels.ipynb #k18engine2
 def plan(D, k, dtype):
@@ -640,7 +641,7 @@ def cluster_sums(X,                  # rows (N, D) float32 or float64, on the CP
     kp = -(-k // lanes) * lanes if method == 'fused' else k                     # the E-step's layout of the sums
     sums, ws = _scratch('sums', (nt, kp, D), torch.float64), _scratch('ws', (nt, kp), torch.float64)
     iner = _scratch('inertia', (nt,), torch.float64)
-    iner[2][:] = 0
+    iner[2][:] = 0                                                  # into_f64 adds an inertia: none here
     X, labels = X.contiguous(), labels.contiguous()
     w = None if sample_weight is None else sample_weight.to(X.dtype).contiguous()
     getattr(lib, 'sums_' + ('f32' if X.dtype == torch.float32 else 'f64'))(

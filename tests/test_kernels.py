@@ -354,3 +354,23 @@ def test_pass_into_with_buffers_too_big_to_keep(monkeypatch):
         junk = [torch.full((50_000,), 7, dtype=torch.int64) for _ in range(4)]   # memory a freed buffer would hand on
         kernels.pass_into(X, C, None, 'fused', None, labels, mind, buf, False)
         assert torch.equal(labels.long(), ref[0]) and torch.equal(mind, ref[1]) and all((j == 7).all() for j in junk)
+
+@needs_kernel
+def test_engine_takes_centres_that_require_grad_or_are_half():
+    """The engine's NumPy steps on the CPU: centres that require grad are read, not refused; float16 centres over
+    float32 rows are cast to the rows' dtype before the kernel reads them ('blocked' and 'fused': the labels of a
+    float32 start), and their M-step rounds as torch rounds."""
+    from kmeans_lessons.bounds import run_strategy, hamerly
+    from kmeans_lessons.engine import LloydStep
+    g = torch.Generator().manual_seed(11)
+    X = torch.randn(600, 64, generator=g)
+    for k in (60, 8):                                                     # 'blocked' where BLAS is there, 'fused'
+        ref = run_strategy(X, X[:k].clone(), None, LloydStep, max_iter=3)
+        got = run_strategy(X, X[:k].clone().requires_grad_(), None, LloydStep, max_iter=3)
+        assert torch.equal(got['labels'].long(), ref['labels'].long()) and got['n_iter'] == ref['n_iter']
+        h = hamerly(X, X[:k].clone().requires_grad_(), max_iter=3)
+        assert torch.equal(h['labels'].long(), ref['labels'].long())
+        C16 = X[:k].half()
+        half = run_strategy(X.half(), C16, None, LloydStep, max_iter=1)
+        first = run_strategy(X.half().float(), C16.float(), None, LloydStep, max_iter=1)
+        assert (half['labels'].long() == first['labels'].long()).float().mean() > 0.99, k

@@ -330,3 +330,16 @@ def test_a_4gb_npy_fits_in_under_1gb(tmp_path):
         assert float(peak) < 1024 and int(n) == N and int(n_iter) == 2 and float(inertia_) > 0
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_mean_inertia_on_issue_17s_blobs_within_1_percent_of_scikit_learn():
+    """Issue 17's data, as benchmarks/bench_minibatch.py fits it: 60k x 8, 40 blobs, k=40, both with their defaults,
+    12 seeds each. The mean inertia is within 1% of scikit-learn's (0.9968 when measured; it was +2.9% before the
+    `_init_size` rule and the engine's E-step). One seed that puts two blobs under one centre moves a mean by about
+    2%, so this holds for these seeds, not for any 12."""
+    X, _, _ = sample_blobs(40, 1500, 8, seed=0)
+    Xn = X.numpy()[np.random.default_rng(0).permutation(len(X))]
+    X = torch.from_numpy(Xn)
+    ours = np.mean([MiniBatchKMeans(40, random_state=s).fit(X).inertia_ for s in range(12)])
+    theirs = np.mean([SKMiniBatchKMeans(40, random_state=s).fit(Xn).inertia_ for s in range(12)])
+    assert abs(ours / theirs - 1) <= 0.01, (ours, theirs)
