@@ -640,8 +640,8 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         t = tot.numpy() if cpu else None
         inertia, changed = (float(t[-2]), float(t[-1])) if cpu else tot[-2:].tolist()
         inertias.append(inertia)
-        plain = (cpu and not fallback and post is None and C.dtype in (torch.float32, torch.float64)
-                 and not (t[k * D:k * D + k] == 0).any())                       # NumPy rounds as torch does
+        in_np = cpu and C.dtype in (torch.float32, torch.float64)      # where NumPy rounds as torch does
+        plain = in_np and not fallback and post is None and not (t[k * D:k * D + k] == 0).any()
         if not plain: sums, weights = tot[:k * D].view(k, D), tot[k * D:k * D + k]   # views of this `tot`
         if fallback:
             C_new = update_centroids(rows.data if shift is None else rows.data - shift, labels, C, dists, dist,
@@ -657,7 +657,7 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         else:                                                         # no empty cluster: a few small operations
             means = sums / weights[:, None]                             # (k, D)
             C_new = (means if post is None else post(means)).to(C.dtype)
-        if cpu and C.dtype in (torch.float32, torch.float64):
+        if in_np:
             dc = C_new.detach().numpy() - C.detach().numpy()
             move = float((dc * dc).sum())
         else: move = float(((C_new - C) ** 2).sum())
@@ -676,7 +676,7 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         if converged: break
     bar.close(f"converged after {i + 1} iterations" if converged else
               f"stopped at max_iter={max_iter} without converging (centre shift {float(move):.3g} > tol {tol:.3g})")
-    buf = torch.zeros(k * D + k + 2, dtype=torch.float64)
+    if comm.size > 1: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)
     with comm.local(): buf = _pass(rows, step, C, labels, dists, w, pre, shift, False, k, False, final=True)
     tot = comm.sum(buf)                                               # final labels, inertia and sizes
     inertias.append(float(tot[-2]))

@@ -614,8 +614,8 @@ def pass_into(X, C, w, method, shift, labels, mind, buf, count):
     with `method` 'fused' or 'blocked', the labels stored into `labels` (N,) (uint8, int16, int32 or int64), the
     distances into `mind` (N,), and the sums, weights and inertia added into `buf`, the engine's float64 (k D + k + 2,)
     laid out as sums | weights | inertia | changed; with `count`, the labels that changed are added to `buf[-1]`.
-    Assumes what the engine guarantees: CPU tensors; C, w (or None) and shift (or None) in X's dtype; labels, mind
-    and buf contiguous."""
+    Assumes what the engine guarantees: CPU tensors; w (or None) and shift (or None) in X's dtype (C is cast to it:
+    the engine keeps float16 centres over float32 rows); labels, mind and buf contiguous."""
     w = None if w is None else w.contiguous()
     C = C.to(X.dtype).contiguous()                                  # float16 centres over float32 rows: X's dtype
     _kernel_pass(X.contiguous(), C, w, method, shift=shift, mind=mind, into=(labels, buf, count))

@@ -293,18 +293,12 @@ def test_verbose_progress_and_quiet_default(capsys, blobs):
 
 @pytest.mark.parametrize('source', ['numpy', 'path'])
 @pytest.mark.parametrize('algorithm', ['lloyd', 'hamerly', 'yinyang', 'elkan', 'auto'])
-def test_verbose_bars_and_lines_every_algorithm(blobs, tmp_path, capsys, monkeypatch, algorithm, source):
+def test_verbose_bars_and_lines_every_algorithm(blobs, tmp_path, capsys, tqdm_bars, algorithm, source):
     """verbose=0: no bar, no output. 1: exactly the bars 'k-means++' (k - 1 steps) and 'k-means' (n_iter_ steps), then
     exactly one line. 2: also scikit-learn's lines; from an explicit start, the very lines scikit-learn's KMeans prints
     (its Lloyd, verbose=1), numbers to float tolerance, then the same one line."""
-    import re, tqdm.auto
-    bars = []
-    class Bar:                                                         # stands in for tqdm: records the bars
-        def __init__(self, total=None, desc=None, **kw): self.rec = [desc, total, 0]; bars.append(self.rec)
-        def update(self, n=1): self.rec[2] += n
-        def set_postfix(self, *a, **kw): pass
-        def close(self): pass
-    monkeypatch.setattr(tqdm.auto, 'tqdm', Bar)
+    import re
+    bars = tqdm_bars
     np.save(tmp_path / 'X.npy', blobs)
     X = blobs if source == 'numpy' else tmp_path / 'X.npy'
     summary = lambda km: f"k-means: converged after {km.n_iter_} iterations"

@@ -3,7 +3,6 @@ import os, re, shutil, subprocess, sys, warnings
 import numpy as np
 import pytest
 import torch
-import tqdm.auto
 from sklearn.cluster import KMeans as SKKMeans, MiniBatchKMeans as SKMiniBatchKMeans
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -151,16 +150,10 @@ def test_init_is_the_engines_kmeans_plusplus_on_the_sample(blobs):
     torch.testing.assert_close(km.cluster_centers_, mean, rtol=0, atol=1e-9)
 
 
-def test_verbose_levels_as_kmeans(blobs, capsys, monkeypatch):
+def test_verbose_levels_as_kmeans(blobs, capsys, tqdm_bars):
     """0: quiet. 1: one tqdm bar for k-means++ and one for the batches, then one line. 2: also scikit-learn's lines,
     the same kinds of line as scikit-learn's own MiniBatchKMeans prints."""
-    bars = []
-    class Bar:                                                         # stands in for tqdm: records the bars
-        def __init__(self, total=None, desc=None, **kw): self.rec = [desc, total, 0]; bars.append(self.rec)
-        def update(self, n=1): self.rec[2] += n
-        def set_postfix(self, *a, **kw): pass
-        def close(self): pass
-    monkeypatch.setattr(tqdm.auto, 'tqdm', Bar)
+    bars = tqdm_bars
     X = blobs.numpy()
     MiniBatchKMeans(20, random_state=0).fit(X)
     assert capsys.readouterr() == ('', '') and bars == []
