@@ -598,7 +598,7 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
               memory_budget=None, # bytes of scratch memory for one block (and room for the bounds)
               keep_history=False, # keep the centres of every iteration
               callback=None,      # `callback(i, centres, inertia)` after each iteration
-              **strategy_kw):     # more for the strategy (Yinyang's `n_groups`)
+              **strategy_kw):     # more for the strategy (Yinyang's `n_groups`, the balanced sizes)
     """The one k-means loop. One iteration is one pass over the blocks of rows: (1) the strategy's E-step labels
     each row (keeping its bounds, if it has them, beside the rows), (2) one reduction adds up the weighted sums,
     the weights, the inertia and the number of changed labels (`comm.sum`: one all_reduce with several ranks),
@@ -606,7 +606,10 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
     no label changed, or a total squared centre shift <= `tol`, or `max_iter`. A last pass labels the rows by
     the final centres; its inertia comes from direct differences ||x - c||^2. Returns a dict: centres, labels
     (the local rows'), inertia (all rows, float64), n_iter, converged, history, inertias, counts, skipped,
-    algorithm (the strategy's `name` at the end: for `AutoStep`, the one that ran last)."""
+    algorithm (the strategy's `name` at the end: for `AutoStep`, the one that ran last), labels_history.
+    A strategy that `sees_all_rows` (lesson 12's balanced E-step) is also given `shift`, `sample_weight` and
+    `keep_history`; it may end a run itself (`stalled`), name the centres to end on (`final_centres(C)`), and keep
+    the labels of every pass (`labels_history`)."""
     comm = comm or Comm()
     k, D = C.shape
     w = sample_weight
@@ -619,6 +622,8 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
     labels = rows.labels_buffer(k)
     dists = torch.zeros(rows.n, dtype=rows.dtype, device=labels.device)
     step = None
+    if getattr(strategy, 'sees_all_rows', False):                     # an E-step over all rows at once
+        strategy_kw = dict(strategy_kw, shift=shift, sample_weight=w, keep_history=keep_history)
     with comm.local(): step = strategy(rows, C, dist, chunk_size=chunk_size, memory_budget=memory_budget,
                                        **strategy_kw)
     comm.sum(torch.zeros(1))                                          # a strategy refused: every rank raises
@@ -673,7 +678,10 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         elif move <= tol:
             converged = True
             if say: print(f"Converged at iteration {i}: center shift {move} within tolerance {tol}.")
-        if converged: break
+        if converged or getattr(step, 'stalled', False): break
+    if hasattr(step, 'final_centres'):                                # the strategy's own end (its best centres)
+        C = step.final_centres(C)
+        if keep_history: history[-1] = C                              # the final pass's centres
     bar.close(f"converged after {i + 1} iterations" if converged else
               f"stopped at max_iter={max_iter} without converging (centre shift {float(move):.3g} > tol {tol:.3g})")
     if comm.size > 1: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)
@@ -683,7 +691,8 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
     return dict(centres=C, labels=labels, inertia=tot[-2], n_iter=i + 1, converged=converged,
                 history=history if keep_history else [C],
                 inertias=torch.tensor(inertias, dtype=torch.float64, device=tot.device),
-                counts=tot[k * D:k * D + k], skipped=skipped, algorithm=step.name)
+                counts=tot[k * D:k * D + k], skipped=skipped, algorithm=step.name,
+                labels_history=getattr(step, 'labels_history', None))
 
 # %% ../nbs/94_engine.ipynb #b27c1876
 def _scores(x, c, dist, xx=None):

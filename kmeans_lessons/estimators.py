@@ -292,7 +292,7 @@ def fit(self:KMeans, X, y=None, sample_weight=None, *, process_group=None):
     return self._store(r, out, names)
 
 @patch
-def _callable_init(self:KMeans, X, out):
+def _callable_init(self:KMeansBase, X, out):
     """The engine's form of a callable `init`: called with the centred data in memory, as scikit-learn's is (a
     centred copy made for the call; the caller's memmap or path when streamed), and a NumPy RandomState drawn from
     the fit's generator."""
@@ -310,7 +310,7 @@ def _callable_init(self:KMeans, X, out):
     return init
 
 @patch
-def _store(self:KMeans, r, out, names):
+def _store(self:KMeansBase, r, out, names):
     "Keep a fit's result `r` (a dict, in the data's space) as the fitted attributes, in the input's kind (`out`)."
     self.cluster_centers_, self.labels_ = out(r['centres']), as_labels(out(r['labels']))
     self.inertia_, self.n_iter_ = float(r['inertia']), r['n_iter']

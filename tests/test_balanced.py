@@ -253,7 +253,7 @@ def test_no_history_unless_asked():
     kept = BalancedKMeans(4, size_min=120, size_max=120, random_state=0, keep_history=True).fit(X)
     assert plain.history_ == plain.labels_history_ == plain.inertia_history_ == []
     assert np.array_equal(plain.labels_, kept.labels_) and plain.n_iter_ == kept.n_iter_ >= 2
-    assert len(pickle.dumps(kept)) - len(pickle.dumps(plain)) >= kept.n_iter_ * X.shape[0] * 8
+    assert len(pickle.dumps(kept)) - len(pickle.dumps(plain)) >= kept.n_iter_ * X.shape[0] * kept.labels_.itemsize
 
 
 def test_side_by_side_animation_of_plain_and_balanced():
@@ -392,3 +392,85 @@ def test_exact_e_step_sizes_and_inertia_on_held_out_shapes(N, k, lo, hi):
     approx, _ = fast_balanced_assign(Xc, C, lo, hi, exact=False)
     cost = d2(Xc.numpy(), C.numpy())
     assert cost[np.arange(N), opt.numpy()].sum() <= cost[np.arange(N), approx.numpy()].sum() * (1 + 1e-12)
+
+
+# ---------------------------------------------------------------- on the engine's one loop (BalancedStep in run_lloyd)
+from kmeans_lessons.balanced import BalancedStep, balanced_lloyd, PATIENCE
+from kmeans_lessons.engine import Rows, run_lloyd
+from kmeans_lessons.distances import SqEuclidean
+
+
+@pytest.mark.parametrize('budget', [None, 2**12])
+def test_a_file_read_block_by_block_gives_the_in_memory_fit(tmp_path, budget):
+    """The same fit from an `.npy` path and a memmap (read a block at a time) as from memory: the same start, the
+    same labels, sizes exact, the true inertia; with a small budget the costs are never kept whole."""
+    X, _ = make_blobs(3000, 3, centers=6, random_state=5)
+    path = tmp_path / 'X.npy'
+    np.save(path, X)
+    kw = dict(size_min=450, size_max=550, random_state=0, memory_budget=budget)
+    mem = BalancedKMeans(6, **kw).fit(X)
+    for src in (str(path), np.load(path, mmap_mode='r')):
+        km = BalancedKMeans(6, **kw).fit(src)
+        np.testing.assert_array_equal(km.labels_, mem.labels_)
+        np.testing.assert_allclose(km.cluster_centers_, mem.cluster_centers_, rtol=1e-12, atol=1e-12)
+        c = np.bincount(km.labels_, minlength=6)
+        assert c.min() >= 450 and c.max() <= 550
+        np.testing.assert_allclose(km.inertia_, ((X - km.cluster_centers_[km.labels_]) ** 2).sum(), rtol=1e-10)
+        assert km.n_iter_ == mem.n_iter_ and km.algorithm_ == 'balanced'
+
+
+def test_cost_blocks_from_a_file_match_the_tensor():
+    "CostBlocks over a streamed `Rows` (minus a shift): the same blocks, rows and indexed rows as over the tensor."
+    import tempfile, os
+    X = np.random.default_rng(3).normal(size=(1000, 4))
+    C, w, sh = torch.from_numpy(X[:7]).clone(), torch.rand(1000, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, 'X.npy'); np.save(p, X)
+        rows = Rows(p, block_bytes=300 * 4 * 8)                    # 4 blocks of 300 rows and one of 100
+        ref = CostBlocks(torch.from_numpy(X) - sh, C, w)
+        got = CostBlocks(rows, C, w, memory_budget=2**10, shift=sh)   # never whole
+        assert ref.whole is not None and got.whole is None and rows.streamed
+        torch.testing.assert_close(torch.cat(list(got)), ref.whole, rtol=1e-12, atol=1e-12)
+        idx = torch.tensor([0, 5, 299, 300, 999])
+        torch.testing.assert_close(got[idx], ref.whole[idx], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got[10:20], ref.whole[10:20], rtol=1e-12, atol=1e-12)
+
+
+def test_engine_step_matches_the_lesson_loop_with_the_optimal_e_step():
+    """run_lloyd with BalancedStep against a loop written out here: each E-step the optimum (a brute force of
+    tiny problems is in test_fast_assign_is_optimal...), each M-step the means; the same iterates."""
+    X, _ = make_blobs(600, 2, centers=4, cluster_std=2.0, random_state=2)
+    Xt = torch.from_numpy(X)
+    C0 = Xt[[0, 1, 2, 3]].clone()
+    r = run_lloyd(Rows(Xt), C0, SqEuclidean(), strategy=BalancedStep, size_min=150, size_max=150, keep_history=True)
+    C, g = C0, None
+    for i, Ci in enumerate(r['history'][:-1]):
+        torch.testing.assert_close(Ci, C, rtol=1e-12, atol=1e-12)
+        lab, g = fast_balanced_assign(Xt, C, 150, 150, g=g)
+        assert torch.equal(lab, r['labels_history'][i])
+        C = torch.stack([Xt[lab == j].mean(0) for j in range(4)])
+    assert (torch.bincount(r['labels'].long(), minlength=4) == 150).all() and r['converged']
+
+
+def test_patience_ends_on_the_best_centres():
+    """Beyond EXACT_MAX_K clusters the E-step is not exact and its labels wander: a run whose inertia has not dropped
+    in PATIENCE passes stops, and ends on the best centres it saw, with their labels (frames stay aligned)."""
+    X, _ = make_blobs(2000, 2, centers=25, cluster_std=3.0, random_state=0)
+    km = BalancedKMeans(25, size_min=80, size_max=80, random_state=0, keep_history=True).fit(X)
+    ih = km.inertia_history_
+    assert (np.bincount(km.labels_, minlength=25) == 80).all()
+    np.testing.assert_allclose(km.inertia_, ((X - km.cluster_centers_[km.labels_]) ** 2).sum(), rtol=1e-10)
+    best = int(np.argmin(ih[:-1]))                                      # the best pass, before the last ones
+    assert best <= km.n_iter_ - PATIENCE and km.n_iter_ < km.max_iter   # stalled: stopped PATIENCE passes later
+    assert math.isclose(km.inertia_, ih[best], rel_tol=1e-9)            # ... on its centres and labels
+    np.testing.assert_array_equal(km.labels_history_[-1], km.labels_history_[best])
+    np.testing.assert_allclose(km.history_[-1], km.history_[best], rtol=0, atol=0)
+    assert len(km.history_) == len(km.labels_history_) == len(ih) == km.n_iter_ + 1
+
+
+def test_lesson_loop_still_balances():
+    "balanced_lloyd, the lesson's own loop: exact sizes, the true inertia."
+    X = torch.from_numpy(make_blobs(400, 2, centers=4, random_state=0)[0])
+    r = balanced_lloyd(X, X[:4].clone(), 100, 100)
+    assert (torch.bincount(r['labels'], minlength=4) == 100).all()
+    assert math.isclose(r['inertia'], float(((X - r['centres'][r['labels']]) ** 2).sum()), rel_tol=1e-12)
