@@ -435,7 +435,8 @@ class _Moves:
     def __init__(self, C, labels):
         self.C, self.labels, self.home = C, labels, labels.copy()
         N, k = C.shape
-        self.order = np.argsort(labels, kind='stable')                 # the points by cluster
+        small = labels.astype(np.uint8 if k <= 256 else np.int32)      # radix sort for small ints
+        self.order = np.argsort(small, kind='stable')                   # the points by cluster
         n = np.bincount(labels, minlength=k)
         self.start = np.concatenate([[0], np.cumsum(n)])
         R = C[self.order]                                               # (N, k) a copy, by cluster
@@ -448,6 +449,7 @@ class _Moves:
         self.where = np.empty(N, np.int64)
         self.where[self.order] = np.arange(N)                           # each point's row in R
         self.extra = [dict() for _ in range(k)]                         # newcomers: moving costs
+        self.stale = [None] * k        # per cluster: the columns of W a leaver may have set
 
     def members(self, i):
         "Cluster i's home members (n,) and their moving costs (n, k): views."
@@ -463,11 +465,18 @@ class _Moves:
             if r[v] < best: best, p = r[v], q
         return p
 
+    def _leave(self, u, r):
+        "A point with moving costs r leaves u: the columns where it may have been u's cheapest."
+        s = r <= self.W[u, :len(r)]
+        self.stale[u] = s if self.stale[u] is None else self.stale[u] | s
+
     def move(self, p, u, v):
         "Point p goes from cluster u to v."
         self.labels[p] = v
-        if self.home[p] == u: self.R[self.where[p]] = math.inf
-        else: del self.extra[u][p]
+        if self.home[p] == u:
+            self._leave(u, self.R[self.where[p]])
+            self.R[self.where[p]] = math.inf
+        else: self._leave(u, self.extra[u].pop(p))
         if self.home[p] == v: self.R[self.where[p]] = self.C[p] - self.C[p, v]
         else: self.extra[v][p] = self.C[p] - self.C[p, v]
         w = self.W[v, :len(self.C[p])]
@@ -475,12 +484,14 @@ class _Moves:
         w[v] = math.inf
 
     def refresh(self, i):
-        "Row i of W after cluster i lost points."
+        "Row i of W after cluster i lost points: its stale columns only."
+        cols, self.stale[i] = self.stale[i], None
+        if cols is None or not cols.any(): return
         m, R = self.members(i)
-        w = R.min(0) if len(m) else np.full(R.shape[1], math.inf)
-        for r in self.extra[i].values(): np.minimum(w, r, out=w)
-        w[i] = math.inf
-        self.W[i, :len(w)] = w
+        w = R[:, cols].min(0) if len(m) else np.full(int(cols.sum()), math.inf)
+        for r in self.extra[i].values(): np.minimum(w, r[cols], out=w)
+        self.W[i, :len(cols)][cols] = w
+        self.W[i, i] = math.inf
 
 def _nearest_shortfall(W, pi, src, sink):
     """Dijkstra from the nodes `src` over the costs W (n x n lists) reduced by the potentials pi,
