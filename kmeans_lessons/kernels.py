@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['BLOCK_ROWS', 'ROWS_K', 'HALF_LANES', 'FUSED_UP_TO', 'SCRATCH_BYTES', 'MOMENT_ROWS', 'kernel_available', 'lloyd_pass',
-           'pass_into', 'plan', 'cluster_sums', 'label_dists', 'block_moments', 'places', 'labels_at']
+           'pass_into', 'plan', 'cluster_sums', 'label_dists', 'block_moments', 'places', 'labels_at', 'shortest_paths']
 
 # %% ../nbs/95_kernels.ipynb #804c231f
 import ctypes, hashlib, os, platform, shutil, subprocess, tempfile, threading, warnings
 from pathlib import Path
+import numpy as np
 import torch
 from .assignment import assign
 
@@ -19,6 +20,8 @@ _SOURCE = r'''
 #include <cmath>
 #include <limits>
 #include <omp.h>
+#include <vector>
+#include <algorithm>
 
 // The widest vectors the CPU has (VB bytes: 64 with AVX-512, 32 with AVX2, else 16), chosen when compiling: wider
 // vectors written with GCC's extensions run many times slower, split into narrower ones, than the native width.
@@ -383,7 +386,115 @@ static void add_into(const double* sums, const double* ws, const double* iner, i
     buf[k * D + k + 1] += (double)c;
 }
 
+// Lesson 12's balanced E-step: `transport_assign`'s successive shortest paths between clusters, the Python version's
+// moves in the same order (the same labels and potentials). C (N, k) costs, row-major; lab (N,) each point's
+// cluster, its best under C - pi (changed in place); pi (k + 1,) the potentials, the last the slack node T's
+// (changed in place); lo, cap (k,) each cluster's least size and the room above it. Returns the number of paths,
+// or -1 when no labelling meets the sizes. A cluster's members are its first members still there (in index order)
+// and the newcomers (in order of arrival); the cheapest move of one to another cluster is found by a scan.
+static int64_t shortest_paths(const double* C, int64_t N, int64_t k, const int64_t* lo, const int64_t* cap,
+                              double* pi, int64_t* lab) {
+    const double inf = std::numeric_limits<double>::infinity();
+    const int64_t T = k, n1 = k + 1;
+    std::vector<int64_t> cnt(k, 0), f(k), e(n1), start(k + 1, 0), order(N), home(lab, lab + N);
+    for (int64_t p = 0; p < N; p++) cnt[lab[p]]++;
+    int64_t fs = 0, los = 0;
+    for (int64_t j = 0; j < k; j++) {
+        f[j] = pi[j] > 0 ? 0 : pi[j] < 0 ? cap[j] : std::min(std::max(cnt[j] - lo[j], (int64_t)0), cap[j]);
+        e[j] = cnt[j] - lo[j] - f[j]; fs += f[j]; los += lo[j];
+    }
+    e[T] = fs - (N - los);
+    if (*std::max_element(e.begin(), e.end()) <= 0) return 0;
+    for (int64_t j = 0; j < k; j++) start[j + 1] = start[j] + cnt[j];
+    { std::vector<int64_t> at(start.begin(), start.end() - 1);
+      for (int64_t p = 0; p < N; p++) order[at[lab[p]]++] = p; }              // by cluster, then by index
+    std::vector<char> present(N, 1);
+    std::vector<std::vector<int64_t>> extra(k);                                 // newcomers, in order of arrival
+    std::vector<double> W(n1 * n1, inf), d(n1);
+    std::vector<int64_t> pred(n1);
+    std::vector<char> todo(n1);
+    auto row = [&](int64_t i) {                       // W[i, :k]: the cheapest move of a member of i to each cluster
+        double* w = &W[i * n1];
+        for (int64_t v = 0; v < k; v++) w[v] = inf;
+        auto add = [&](int64_t p) { const double* c = C + p * k; double ci = c[i];
+                                    for (int64_t v = 0; v < k; v++) { double r = c[v] - ci; if (r < w[v]) w[v] = r; } };
+        for (int64_t a = start[i]; a < start[i + 1]; a++) if (present[order[a]]) add(order[a]);
+        for (int64_t p : extra[i]) add(p);
+        w[i] = inf;
+    };
+    auto cheapest = [&](int64_t u, int64_t v) {
+        double best = inf; int64_t q = -1;
+        for (int64_t a = start[u]; a < start[u + 1]; a++) {
+            int64_t p = order[a];
+            if (!present[p]) continue;
+            double r = C[p * k + v] - C[p * k + u];
+            if (q < 0 || r < best) { best = r; q = p; }
+        }
+        for (int64_t p : extra[u]) { double r = C[p * k + v] - C[p * k + u]; if (r < best) { best = r; q = p; } }
+        return q;
+    };
+    for (int64_t i = 0; i < k; i++) row(i);
+    int64_t paths = 0;
+    std::vector<int64_t> path, mp, mu, mv;
+    while (*std::max_element(e.begin(), e.end()) > 0) {
+        for (int64_t j = 0; j < k; j++) {
+            W[j * n1 + T] = f[j] < cap[j] ? 0.0 : inf;                          // room above size_min
+            W[T * n1 + j] = f[j] > 0 ? 0.0 : inf;                               // points above it
+        }
+        // Dijkstra from the surplus nodes to the first shortfall node, on the costs reduced by pi
+        for (int64_t u = 0; u < n1; u++) { d[u] = e[u] > 0 ? 0.0 : inf; pred[u] = -1; todo[u] = 1; }
+        int64_t t = -1;
+        for (;;) {
+            int64_t u = -1;
+            for (int64_t v = 0; v < n1; v++) if (todo[v] && (u < 0 || d[v] < d[u])) u = v;
+            if (u < 0) break;
+            double du = d[u];
+            if (du == inf || e[u] < 0) { t = u; break; }
+            todo[u] = 0;
+            for (int64_t v = 0; v < n1; v++) {
+                if (!todo[v]) continue;
+                double w = W[u * n1 + v] + pi[u] - pi[v];                       // >= 0 but for rounding
+                double nd = w > 0 ? du + w : du;
+                if (nd < d[v]) { d[v] = nd; pred[v] = u; }
+            }
+        }
+        if (t < 0 || d[t] == inf) return -1;
+        double dt = d[t];
+        for (int64_t u = 0; u < n1; u++) pi[u] += std::min(d[u], dt);           // the path's edges cost 0
+        path.assign(1, t);
+        while (pred[path.back()] >= 0) path.push_back(pred[path.back()]);
+        int64_t s = path.back(), amount = std::min(e[s], -e[t]);
+        mp.clear(); mu.clear(); mv.clear();
+        for (int64_t a = (int64_t)path.size() - 1; a > 0; a--) {                 // the edges, from s to t
+            int64_t u = path[a], v = path[a - 1];
+            if (u < k && v < k) amount = std::min(amount, (int64_t)1);            // one point an edge
+            else amount = std::min(amount, v == T ? cap[u] - f[u] : f[v]);
+            if (u < k && v < k) { mp.push_back(cheapest(u, v)); mu.push_back(u); mv.push_back(v); }
+        }
+        for (size_t m = 0; m < mp.size(); m++) {                                  // the moves, in order
+            int64_t p = mp[m], u = mu[m], v = mv[m];
+            lab[p] = v;
+            if (home[p] == u) present[p] = 0;
+            else extra[u].erase(std::find(extra[u].begin(), extra[u].end(), p));
+            if (home[p] == v) present[p] = 1; else extra[v].push_back(p);
+            double* w = &W[v * n1];
+            const double* c = C + p * k;
+            for (int64_t j = 0; j < k; j++) { double r = c[j] - c[v]; if (r < w[j]) w[j] = r; }   // no rescan
+            w[v] = inf;
+        }
+        for (int64_t a = (int64_t)path.size() - 1; a > 0; a--) {
+            int64_t u = path[a], v = path[a - 1];
+            if (v == T) f[u] += amount; else if (u == T) f[v] -= amount;
+        }
+        e[s] -= amount; e[t] += amount;
+        for (int64_t u : mu) row(u);                                              // clusters that lost a point
+        paths++;
+    }
+    return paths;
+}
+
 extern "C" {
+int64_t transport_f64(const double* C, int64_t N, int64_t k, const int64_t* lo, const int64_t* cap, double* pi, int64_t* lab) { return shortest_paths(C, N, k, lo, cap, pi, lab); }
 int vec_bytes() { return VB; }
 void into_f64(const double* s, const double* ws, const double* in, int nt, int64_t k, int64_t kp, int64_t D, double* buf, const int64_t* lab, int64_t n, void* dst, int width, int count) { add_into(s, ws, in, nt, k, kp, D, buf, lab, n, dst, width, count); }
 void moments_f32(const float* X, int64_t N, int64_t D, int64_t G, double* out, int nt) { chunk_moments<float>(X, N, D, G, out, nt); }
@@ -444,6 +555,7 @@ def _build():
     for kind, args in _ARGS.items():
         for sfx in ('f32', 'f64'): getattr(lib, f'{kind}_{sfx}').argtypes = args
     lib.into_f64.argtypes = _INTO
+    lib.transport_f64.argtypes, lib.transport_f64.restype = [_P, _I64, _I64, _P, _P, _P, _P], _I64
     return lib
 
 def _blas_gemm():
@@ -707,3 +819,19 @@ def labels_at(X, C, ii):
         Z[pos] = X[ii[sel]]
         out[sel] = _kernel_pass(Z, C, None, 'blocked')[0][pos]
     return out
+
+# %% ../nbs/95_kernels.ipynb #ab12c0df
+def shortest_paths(C,     # (N, k) float64 costs, C-contiguous NumPy
+                   lab,   # (N,) int64 labels, each point's best cluster under C - pi: changed in place
+                   pi,    # (k + 1,) float64 potentials, the slack node's last: changed in place
+                   lo,    # (k,) int64 least sizes
+                   cap):  # (k,) int64 room above them
+    """`transport_assign`'s successive shortest paths in the compiled kernel. Returns the number of paths (-1: no
+    labelling meets the sizes), or None without the kernel."""
+    lib = _kernel()
+    if lib is None: return None
+    N, k = C.shape
+    assert C.dtype == np.float64 and C.flags.c_contiguous and lab.dtype == np.int64 and lab.flags.c_contiguous
+    assert pi.dtype == np.float64 and len(pi) == k + 1 and lo.dtype == cap.dtype == np.int64
+    return int(lib.transport_f64(C.ctypes.data, N, k, lo.ctypes.data, cap.ctypes.data, pi.ctypes.data,
+                                 lab.ctypes.data))
