@@ -312,7 +312,7 @@ def test_side_by_side_refuses_bad_input():
 
 
 # the optimal E-step for few clusters (Under the hood): Newton's steps on the dual, shortest paths between clusters
-from kmeans_lessons.balanced import transport_assign, newton_potentials, EXACT_MAX_K
+from kmeans_lessons.balanced import transport_assign, newton_potentials, EXACT_MAX_K, exact_max_k
 
 
 def lsa_optimum(cost, lo, hi):
@@ -380,7 +380,7 @@ def test_newton_brings_the_sizes_close():
 def test_exact_e_step_sizes_and_inertia_on_held_out_shapes(N, k, lo, hi):
     "Whole fits through the optimal E-step: sizes hold exactly; no worse than the candidates' E-step on average."
     X, _ = make_blobs(N, 3, centers=k, cluster_std=1.5, random_state=k)
-    assert k <= EXACT_MAX_K
+    assert k <= EXACT_MAX_K <= exact_max_k()
     km = BalancedKMeans(k, size_min=lo, size_max=hi, random_state=0).fit(X)
     counts = np.bincount(km.labels_, minlength=k)
     assert counts.min() >= lo and counts.max() <= hi and counts.sum() == N
@@ -452,9 +452,12 @@ def test_engine_step_matches_the_lesson_loop_with_the_optimal_e_step():
     assert (torch.bincount(r['labels'].long(), minlength=4) == 150).all() and r['converged']
 
 
-def test_patience_ends_on_the_best_centres():
-    """Beyond EXACT_MAX_K clusters the E-step is not exact and its labels wander: a run whose inertia has not dropped
-    in PATIENCE passes stops, and ends on the best centres it saw, with their labels (frames stay aligned)."""
+def test_patience_ends_on_the_best_centres(monkeypatch):
+    """Beyond exact_max_k() clusters the E-step is not exact and its labels wander: a run whose inertia has not
+    dropped in PATIENCE passes stops, and ends on the best centres it saw, with their labels (frames stay aligned).
+    (25 clusters: beyond 16, the limit without the compiled paths, taken here.)"""
+    import kmeans_lessons.balanced as balanced
+    monkeypatch.setattr(balanced, 'EXACT_MAX_K_COMPILED', 16)
     X, _ = make_blobs(2000, 2, centers=25, cluster_std=3.0, random_state=0)
     km = BalancedKMeans(25, size_min=80, size_max=80, random_state=0, keep_history=True).fit(X)
     ih = km.inertia_history_
@@ -514,3 +517,23 @@ def test_transport_is_optimal_with_empty_clusters(kernel):
         assert (adj.gather(1, lab[:, None])[:, 0] <= adj.min(1).values + 1e-9).all()
         checked += 1
     assert checked >= 20
+
+
+def test_compiled_paths_make_the_e_step_exact_up_to_64_clusters():
+    "With the compiled paths, 17 to 64 clusters get the optimal E-step by default: scipy's assignment's cost."
+    from scipy.optimize import linear_sum_assignment
+    from kmeans_lessons.kernels import kernel_available
+    if not kernel_available(): pytest.skip("no compiled kernel here")
+    assert exact_max_k() == 64
+    for k, seed in [(17, 0), (40, 1), (64, 2)]:
+        X, _ = make_blobs(k * 8, 2, centers=k // 2, cluster_std=2.0, random_state=seed)
+        Xt = torch.from_numpy(X)
+        C = Xt[torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:k]].clone()
+        lab, _ = fast_balanced_assign(Xt, C, 8, 8)                        # the default: exact here
+        assert (torch.bincount(lab, minlength=k) == 8).all()
+        cost = d2(X, C.numpy())
+        r, c = linear_sum_assignment(np.repeat(cost, 8, axis=1))
+        np.testing.assert_allclose(cost[np.arange(len(X)), lab.numpy()].sum(), np.repeat(cost, 8, axis=1)[r, c].sum(),
+                                   rtol=1e-12)
+        approx, _ = fast_balanced_assign(Xt, C, 8, 8, exact=False)       # the candidates' E-step: not always
+        assert cost[np.arange(len(X)), approx.numpy()].sum() >= cost[np.arange(len(X)), lab.numpy()].sum() - 1e-9
