@@ -730,9 +730,11 @@ def ranks_balanced_assign(X, C, size_min, size_max, comm, *, g=None, sample_weig
     """The balanced E-step over the ranks of `comm`, each with its own rows `X` (a tensor or the
     engine's `Rows`, minus `shift`): this rank's labels, with the sizes over all the ranks within
     [size_min, size_max], and the potentials g (k,), the same on every rank. Newton's steps on
-    the dual over all the rows (`_ranks_newton`: every sum over rows is a `comm.sum`) give g;
-    the ranks share their counts under g, agree on quotas (`size_quotas`), and each rank rounds
-    its own points to its quotas (`trim_overfull`, `fill_underfull` with per-cluster bounds)."""
+    the dual over all the rows (`_ranks_newton`: every sum over rows is a `comm.sum`) give g,
+    aiming at hard sizes within the bounds (then each point's best cluster under cost - g is the
+    optimum); the ranks share their counts under g, agree on quotas (`size_quotas`: the counts
+    themselves when they meet the bounds), and each rank rounds its own points to its quotas
+    (`trim_overfull`, `fill_underfull` with per-cluster bounds)."""
     k = C.shape[0]
     cost = torch.zeros(0, k, dtype=C.dtype)                  # this rank's (n, k) costs
     near = torch.zeros(2, dtype=torch.float64)
@@ -747,7 +749,7 @@ def ranks_balanced_assign(X, C, size_min, size_max, comm, *, g=None, sample_weig
     g = torch.zeros(k, dtype=cost.dtype) if first else g
     eps = epsilon * max(float(near[0]) / max(N, 1), torch.finfo(cost.dtype).tiny)
     g, labels, _ = _ranks_newton(cost, size_min, size_max, g, eps / 2, comm,
-                                 2 * n_steps if first else n_steps, target=N // 100)
+                                 2 * n_steps if first else n_steps, target=0)
     n = torch.zeros(k, dtype=torch.float64)
     with comm.local(): n = torch.bincount(labels, minlength=k).double()
     q = size_quotas(comm.gather(n), size_min, size_max)      # (R, k), the same on every rank
