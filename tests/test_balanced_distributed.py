@@ -1,7 +1,7 @@
 """BalancedKMeans over torch.distributed ranks (gloo, CPU): global sizes within the bounds, the same
 centres on every rank, the true global inertia, close to one process's fit; a bad input on one rank
 makes every rank raise. The ranks run tests/bal_dist_worker.py under a hard time limit (a hang fails)."""
-import sys, time
+import itertools, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
@@ -89,3 +89,43 @@ def test_rounding_to_per_cluster_sizes(seed):
     lab = (cost - g).argmin(1)
     lab = fill_underfull(cost, trim_overfull(cost, g, lab, q), q)
     assert torch.equal(torch.bincount(lab, minlength=k), q)
+
+
+def _brute(cost, sizes):
+    "The least cost of labels with exactly `sizes` (k,) points per cluster, by enumeration."
+    N, k = cost.shape
+    best = float('inf')
+    for lab in itertools.product(range(k), repeat=N):
+        if np.bincount(lab, minlength=k).tolist() == sizes.tolist():
+            best = min(best, float(cost[torch.arange(N), torch.tensor(lab)].sum()))
+    return best
+
+
+def test_per_cluster_rounding_on_tiny_problems_against_brute_force():
+    rng = np.random.default_rng(0)
+    gaps = []
+    for _ in range(60):
+        N, k = int(rng.integers(1, 8)), int(rng.integers(1, 4))
+        cost = torch.from_numpy(rng.random((N, k)))
+        q = torch.from_numpy(rng.multinomial(N, np.ones(k) / k))
+        g = torch.zeros(k, dtype=torch.float64)
+        lab = fill_underfull(cost, trim_overfull(cost, g, cost.argmin(1), q), q)
+        assert torch.equal(torch.bincount(lab, minlength=k), q)             # exact sizes
+        got, best = float(cost[torch.arange(N), lab].sum()), _brute(cost, q)
+        assert got >= best - 1e-12
+        gaps.append((got - best) / N)
+        lo, hi = (q - 1).clamp_min(0), q + 1                                # bounds, not sizes
+        lab = fill_underfull(cost, trim_overfull(cost, g, cost.argmin(1), hi), lo)
+        n = torch.bincount(lab, minlength=k)
+        assert (n >= lo).all() and (n <= hi).all()
+    assert np.mean(gaps) < 0.05, gaps                                       # near the optimum
+
+
+def test_an_int_bound_and_a_vector_of_it_round_alike():
+    rng = np.random.default_rng(1)
+    cost, g = torch.from_numpy(rng.random((50, 4))), torch.from_numpy(rng.normal(size=4) / 5)
+    for lo, hi in [(8, 15), (12, 13), (0, 50)]:
+        a = fill_underfull(cost, trim_overfull(cost, g, (cost - g).argmin(1), hi), lo)
+        b = fill_underfull(cost, trim_overfull(cost, g, (cost - g).argmin(1), torch.full((4,), hi)),
+                           torch.full((4,), lo))
+        assert torch.equal(a, b)
