@@ -633,7 +633,7 @@ def size_quotas(counts,     # (R, k) points of each cluster on each of R ranks
     return q
 
 def _ranks_excess(cost, g, size_min, size_max, comm):
-    "`_excess` over all the ranks: this rank's labels under cost - g, and the points missed in all."
+    "`_excess` over all the ranks: this rank's labels under cost - g, and all the points missed."
     k = len(g)
     labels, n = torch.zeros(len(cost), dtype=torch.int64), torch.zeros(k, dtype=torch.float64)
     with comm.local():
@@ -825,7 +825,12 @@ class BalancedKMeans(KMeansBase):
     `predict(X)` gives the nearest centre to every row, as k-means-constrained's `predict` does:
     new points are not balanced (`fit_predict` returns the balanced `labels_`). `sample_weight`
     weighs each point's squared distance in the assignment, the centres and the inertia; the sizes
-    still count points."""
+    still count points.
+
+    `fit(X, process_group=group)` fits across the ranks of a torch.distributed group: `X` is this
+    rank's rows (a tensor, array, memmap or `.npy` path), the sizes count the points of all the
+    ranks, `cluster_centers_` and `inertia_` (all the rows') are the same on every rank, and
+    `labels_` are this rank's rows'. An error on one rank is raised on every rank."""
     # the parameters KMeans also has take KMeans's rules: one table
     _shared = ('n_clusters', 'init', 'n_init', 'max_iter', 'tol', 'verbose', 'random_state',
                'device', 'memory_budget', 'keep_history')
@@ -898,7 +903,7 @@ class BalancedStep:
 
     def begin(self, C):
         if self.best is not None and C is self.best[1]: self.labels = self.best[2]   # solved
-        elif not self.ranks and (self.C is None or not torch.equal(C, self.C)):   # same C: same labels
+        elif not self.ranks and (self.C is None or not torch.equal(C, self.C)):   # same C, labels
             self.labels, self.g = fast_balanced_assign(
                 self.rows, C, self.lo, self.hi, g=self.g, sample_weight=self.w,
                 memory_budget=self.budget, shift=self.shift, **self.kw)       # (n,), (k,)
