@@ -52,6 +52,14 @@ def run_fits(rank, W, out):
     km = BalancedKMeans(K, size_min=len(X) // K, size_max=len(X) // K, random_state=0)
     km.fit(Xr, process_group=dist.group.WORLD)
     res['equal'] = dict(centres=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_)
+    # each rank's slice of one .npy file: a memmap, and the path itself (read block by block)
+    if rank == 0: np.save(f'{out}/X.npy', X.numpy())
+    dist.barrier()
+    c = cuts(len(X), W, 'random')
+    mm = np.load(f'{out}/X.npy', mmap_mode='r')[c[rank]:c[rank + 1]]
+    for name, Xr in dict(memmap=mm, tensor=X[c[rank]:c[rank + 1]]).items():
+        km = fit(Xr, init=X[:K].clone(), memory_budget=2000)
+        res[name] = dict(centres=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_)
     return res
 
 

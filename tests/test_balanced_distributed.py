@@ -26,7 +26,7 @@ def test_ranks_fit_within_the_global_sizes(W, tmp_path, monkeypatch):
     codes, logs, R = launch('fits', W, tmp_path, monkeypatch)
     assert codes == [0] * W, logs
     ratios = []
-    for key in [k for k in R[0] if k != 'equal']:
+    for key in [k for k in R[0] if isinstance(k, tuple)]:
         kind, seed = key
         X, y = data(seed)
         Xs = X[torch.argsort(y, stable=True)] if kind == 'sorted' else X
@@ -43,6 +43,11 @@ def test_ranks_fit_within_the_global_sizes(W, tmp_path, monkeypatch):
     X, _ = data(0)
     lab = torch.cat([torch.as_tensor(R[r]['equal']['labels']) for r in range(W)])
     assert (torch.bincount(lab, minlength=K) == len(X) // K).all()
+    for r in range(W):                                                   # a memmap: the tensor's fit
+        m, t = R[r]['memmap'], R[r]['tensor']
+        assert np.array_equal(np.asarray(m['labels']), np.asarray(t['labels']))
+        assert np.allclose(np.asarray(m['centres']), np.asarray(t['centres']), rtol=0, atol=1e-9)
+        assert m['inertia'] == pytest.approx(t['inertia'], rel=1e-9)
 
 
 def test_a_bad_input_on_one_rank_raises_on_every_rank(tmp_path, monkeypatch):
