@@ -22,8 +22,9 @@ def data(seed=0):
 
 
 def cuts(N, W, kind):
-    "Uneven shards: rank W-1 has fewer points than k."
+    "Uneven shards: rank W-1 has fewer points than k ('empty': none)."
     sizes = {2: [N - 4, 4], 3: [N // 2, N - N // 2 - 3, 3]}[W]
+    if kind == 'empty': sizes = sizes[:-2] + [sizes[-2] + sizes[-1], 0]   # a rank without rows
     return [sum(sizes[:r]) for r in range(W + 1)]
 
 
@@ -47,6 +48,10 @@ def run_fits(rank, W, out):
             km = fit(shard(X, y, W, rank, kind), init=X[:K].clone())   # the one-process fit's start
             res[(kind, seed)] = dict(centres=km.cluster_centers_, labels=km.labels_,
                                      inertia=km.inertia_, n_iter=km.n_iter_)
+    X, y = data(0)
+    km = fit(shard(X, y, W, rank, 'empty'), init=X[:K].clone())
+    res[('empty', 0)] = dict(centres=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_,
+                             n_iter=km.n_iter_)
     X, y = data(0)                                                       # a NumPy shard, equal sizes
     Xr = shard(X, y, W, rank, 'random').numpy()
     km = BalancedKMeans(K, size_min=len(X) // K, size_max=len(X) // K, random_state=0)
