@@ -726,7 +726,7 @@ def _ranks_newton(cost, size_min, size_max, g, eps, comm, n_steps=8, target=0, s
     return g, labels, E
 
 def ranks_balanced_assign(X, C, size_min, size_max, comm, *, g=None, sample_weight=None,
-                          epsilon=0.1, memory_budget=None, shift=None, n_steps=8):
+                          epsilon=0.1, memory_budget=None, shift=None, n_steps=30):
     """The balanced E-step over the ranks of `comm`, each with its own rows `X` (a tensor or the
     engine's `Rows`, minus `shift`): this rank's labels, with the sizes over all the ranks within
     [size_min, size_max], and the potentials g (k,), the same on every rank. Newton's steps on
@@ -734,7 +734,9 @@ def ranks_balanced_assign(X, C, size_min, size_max, comm, *, g=None, sample_weig
     aiming at hard sizes within the bounds (then each point's best cluster under cost - g is the
     optimum); the ranks share their counts under g, agree on quotas (`size_quotas`: the counts
     themselves when they meet the bounds), and each rank rounds its own points to its quotas
-    (`trim_overfull`, `fill_underfull` with per-cluster bounds)."""
+    (`trim_overfull`, `fill_underfull` with per-cluster bounds). Newton's steps stop as soon as the hard sizes
+    hold: `n_steps` (twice as many from g = 0) is a ceiling, not the usual count; with only 8, a
+    warm-started g could drift, and the quotas had hundreds of points to move."""
     k = C.shape[0]
     cost = torch.zeros(0, k, dtype=C.dtype)                  # this rank's (n, k) costs
     near = torch.zeros(2, dtype=torch.float64)

@@ -57,6 +57,7 @@ def run_fits(rank, W, out):
     km = BalancedKMeans(K, size_min=len(X) // K, size_max=len(X) // K, random_state=0)
     km.fit(Xr, process_group=dist.group.WORLD)
     res['equal'] = dict(centres=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_)
+    res['big'] = [big(rank, W, seed) for seed in SEEDS] if W == 3 else []
     # each rank's slice of one .npy file: a memmap, and the path itself (read block by block)
     if rank == 0: np.save(f'{out}/X.npy', X.numpy())
     dist.barrier()
@@ -66,6 +67,19 @@ def run_fits(rank, W, out):
         km = fit(Xr, init=X[:K].clone(), memory_budget=2000)
         res[name] = dict(centres=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_)
     return res
+
+
+def big(rank, W, seed):
+    """3000 points, 10 clusters of 280 to 310: (this fit's inertia, one process's, the global
+    sizes). Newton's warm-started steps drifted here once, with too few of them (inertia +16%)."""
+    X, _, _ = sample_blobs(10, 300, 5, box=6.0, var=3.0, seed=seed, dtype=torch.float64)
+    X = X[torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))]
+    c = [len(X) * r // W for r in range(W + 1)]
+    make = lambda: BalancedKMeans(10, size_min=280, size_max=310, init=X[:10].clone())
+    km = make().fit(X[c[rank]:c[rank + 1]], process_group=dist.group.WORLD)
+    labels = [torch.zeros(c[r + 1] - c[r], dtype=torch.int64) for r in range(W)]
+    dist.all_gather(labels, torch.as_tensor(km.labels_))
+    return km.inertia_, make().fit(X).inertia_, torch.bincount(torch.cat(labels), minlength=10)
 
 
 def run_errors(rank, W, out):

@@ -43,6 +43,9 @@ def test_ranks_fit_within_the_global_sizes(W, tmp_path, monkeypatch):
     X, _ = data(0)
     lab = torch.cat([torch.as_tensor(R[r]['equal']['labels']) for r in range(W)])
     assert (torch.bincount(lab, minlength=K) == len(X) // K).all()
+    for got, one, sizes in R[0]['big']:                                  # 3 ranks: 3000 points, k = 10
+        assert sizes.min() >= 280 and sizes.max() <= 310
+    if W == 3: assert np.mean([got / one for got, one, _ in R[0]['big']]) < 1.02, R[0]['big']
     for r in range(W):                                                   # a memmap: the tensor's fit
         m, t = R[r]['memmap'], R[r]['tensor']
         assert np.array_equal(np.asarray(m['labels']), np.asarray(t['labels']))
