@@ -734,9 +734,9 @@ def ranks_balanced_assign(X, C, size_min, size_max, comm, *, g=None, sample_weig
     aiming at hard sizes within the bounds (then each point's best cluster under cost - g is the
     optimum); the ranks share their counts under g, agree on quotas (`size_quotas`: the counts
     themselves when they meet the bounds), and each rank rounds its own points to its quotas
-    (`trim_overfull`, `fill_underfull` with per-cluster bounds). Newton's steps stop as soon as the hard sizes
-    hold: `n_steps` (twice as many from g = 0) is a ceiling, not the usual count; with only 8, a
-    warm-started g could drift, and the quotas had hundreds of points to move."""
+    (`trim_overfull`, `fill_underfull` with per-cluster bounds). Newton's steps stop as soon as
+    the hard sizes hold: `n_steps` (twice as many from g = 0) is a ceiling, not the usual count;
+    with only 8, a warm-started g could drift, and the quotas had hundreds of points to move."""
     k = C.shape[0]
     cost = torch.zeros(0, k, dtype=C.dtype)                  # this rank's (n, k) costs
     near = torch.zeros(2, dtype=torch.float64)
