@@ -82,6 +82,19 @@ def big(rank, W, seed):
     return km.inertia_, make().fit(X).inertia_, torch.bincount(torch.cat(labels), minlength=10)
 
 
+def failing_fit(Xr, rank, W):
+    "The last rank fails in the middle of its E-step's rounding, at the 3rd E-step."
+    from kmeans_lessons import balanced
+    trim, calls = balanced.trim_overfull, [0]
+    def boom(*a, **kw):
+        calls[0] += 1
+        if rank == W - 1 and calls[0] == 3: raise RuntimeError(f"boom on rank {rank}")
+        return trim(*a, **kw)
+    balanced.trim_overfull = boom
+    try: return fit(Xr)
+    finally: balanced.trim_overfull = trim
+
+
 def run_errors(rank, W, out):
     X, y = data(0)
     Xr = shard(X, y, W, rank, 'random')
@@ -91,7 +104,8 @@ def run_errors(rank, W, out):
                  infeasible_min=lambda: fit(Xr, size_min=len(X) // K + 1, size_max=None),
                  infeasible_max=lambda: fit(Xr, size_min=None, size_max=len(X) // K - 1),
                  disagree=lambda: fit(Xr, size_min=LO + rank),
-                 bad_param=lambda: fit(Xr, size_min=-1 if rank == 1 else LO))
+                 bad_param=lambda: fit(Xr, size_min=-1 if rank == 1 else LO),
+                 raises=lambda: failing_fit(Xr, rank, W))
     res = {}
     for name, f in cases.items():
         t = time.perf_counter()

@@ -53,12 +53,12 @@ def test_ranks_fit_within_the_global_sizes(W, tmp_path, monkeypatch):
         assert m['inertia'] == pytest.approx(t['inertia'], rel=1e-9)
 
 
-def test_a_bad_input_on_one_rank_raises_on_every_rank(tmp_path, monkeypatch):
-    W = 3
+@pytest.mark.parametrize('W', [2, 3])
+def test_a_bad_input_on_one_rank_raises_on_every_rank(W, tmp_path, monkeypatch):
     codes, logs, R = launch('errors', W, tmp_path, monkeypatch)
     assert codes == [0] * W, logs
     expect = dict(nan='NaN', infeasible_min='infeasible', infeasible_max='infeasible',
-                  disagree='disagree', bad_param='size_min')
+                  disagree='disagree', bad_param='size_min', raises='boom on rank')
     for r in range(W):
         for name, word in expect.items():
             assert R[r][name] is not None, (r, name)
