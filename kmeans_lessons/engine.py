@@ -609,8 +609,9 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
     algorithm (the strategy's `name` at the end: for `AutoStep`, the one that ran last), labels_history.
     A strategy that `sees_all_rows` (lesson 12's balanced E-step) is also given `shift`, `sample_weight` and
     `keep_history`; its `prepare(C, comm)`, if it has one, runs before each pass, outside `comm.local()`, so it
-    may do collectives of its own; it may end a run itself (`stalled`), name the centres to end on (`final_centres(C)`), and keep
-    the labels of every pass (`labels_history`)."""
+    may do collectives of its own (with several ranks: `BalancedStep`'s E-step over all of them); it may end a
+    run itself (`stalled`), name the centres to end on (`final_centres(C)`), and keep the labels of every pass
+    (`labels_history`)."""
     comm = comm or Comm()
     k, D = C.shape
     w = sample_weight
