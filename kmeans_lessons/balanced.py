@@ -6,7 +6,7 @@
 __all__ = ['TRANSPORT_KERNEL', 'EXACT_MAX_K', 'EXACT_MAX_K_COMPILED', 'BalancedKMeans', 'PATIENCE', 'sinkhorn_potentials',
            'exact_potentials', 'trim_overfull', 'fill_underfull', 'round_to_sizes', 'balanced_assign', 'balanced_lloyd',
            'CostBlocks', 'candidates', 'jacobi_potentials', 'newton_potentials', 'transport_assign', 'exact_max_k',
-           'fast_balanced_assign', 'check_sizes', 'BalancedStep']
+           'fast_balanced_assign', 'size_quotas', 'ranks_balanced_assign', 'check_sizes', 'BalancedStep']
 
 # %% ../nbs/12_balanced.ipynb #e1c11798
 import math
@@ -106,7 +106,7 @@ def _leave_costs(cost, g, idx, lab, closed):
 def trim_overfull(cost,        # (N, k) costs, or `CostBlocks`
                   g,           # (k,) potentials
                   labels,      # (N,) labels, changed in place
-                  size_max):   # most points per cluster
+                  size_max):   # most points per cluster: an int, or (k,) one per cluster
     """Each cluster over size_max keeps the points that would lose most by leaving and sends the
     rest to their best cluster that is still open; a full cluster closes. Ends within k rounds."""
     k = cost.shape[1]
@@ -123,7 +123,7 @@ def trim_overfull(cost,        # (N, k) costs, or `CostBlocks`
         order = order[torch.argsort(lab[order], stable=True)]  # by cluster, biggest loss first
         sl = lab[order]
         rank = torch.arange(len(sl), device=labels.device) - torch.searchsorted(sl, sl)
-        leave = order[rank >= size_max]
+        leave = order[rank >= (size_max[sl] if torch.is_tensor(size_max) else size_max)]
         labels[idx[leave]] = alt[leave]
 
 # %% ../nbs/12_balanced.ipynb #74537cc7
@@ -148,23 +148,24 @@ def _cheapest_moves(cost, labels, short):
 # %% ../nbs/12_balanced.ipynb #4b9473cf
 def fill_underfull(cost,        # (N, k) costs, or `CostBlocks`
                    labels,      # (N,) labels, changed in place
-                   size_min):   # least points per cluster
+                   size_min):   # least points per cluster: an int, or (k,) one per cluster
     """Each cluster under size_min takes the points cheapest to move from clusters above size_min,
     in rounds: every such point bids for its cheapest underfull cluster; in order of price a
     cluster takes bids up to its deficit and a donor gives at most its surplus. The cheapest bid
     always goes through, so each round moves a point."""
     k = cost.shape[1]
+    at = (lambda j: size_min[j]) if torch.is_tensor(size_min) else (lambda j: size_min)
     counts = torch.bincount(labels, minlength=k)
     while True:
         short = (counts < size_min).nonzero().flatten()                 # underfull clusters
         if len(short) == 0: return labels
         price, to = _cheapest_moves(cost, labels, short)                # (N,), (N,)
-        price[counts[labels] <= size_min] = math.inf                    # donors keep size_min
+        price[counts[labels] <= at(labels)] = math.inf                    # donors keep size_min
         bids = torch.argsort(price)
         bids = bids[torch.isfinite(price[bids])]
         dest, src = to[bids], labels[bids]
-        ok = ((_rank_in_group(dest) < size_min - counts[dest])
-              & (_rank_in_group(src) < counts[src] - size_min))
+        ok = ((_rank_in_group(dest) < at(dest) - counts[dest])
+              & (_rank_in_group(src) < counts[src] - at(src)))
         take = bids[ok]
         counts -= torch.bincount(labels[take], minlength=k)
         counts += torch.bincount(to[take], minlength=k)
@@ -605,6 +606,178 @@ def fast_balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None
         g = jacobi_potentials(cand_cost, cand_idx, size_min, size_max, g, n_sweeps)
     return round_to_sizes(cost, g, size_min, size_max), g
 
+# %% ../nbs/12_balanced.ipynb #d15b7a11
+def size_quotas(counts,     # (R, k) points of each cluster on each of R ranks
+                size_min,   # least points per cluster, over all the ranks
+                size_max):  # most points per cluster, over all the ranks
+    """Integer quotas q (R, k): how many points of each cluster each rank labels. Row sums are
+    those of `counts` (a rank labels its own points), column sums are within [size_min,
+    size_max], and q is `counts` itself when its column sums already are. The fewest units move:
+    each cluster's total is clamped to the bounds (then the totals fixed up, cluster by cluster,
+    to add up to N); a cluster over its total gives up units on the ranks that hold most of it,
+    and the ranks left short take the units of the clusters under their totals, in rank order.
+    Only integers and a fixed order: the same quotas on every rank."""
+    c = torch.as_tensor(counts).round().long().cpu()
+    R, k = c.shape
+    S = c.sum(0)                                             # (k,) each cluster's points
+    T = S.clamp(size_min, size_max)                          # (k,) its total
+    diff = int(S.sum() - T.sum())                            # > 0: more points than places
+    for j in range(k):
+        if diff == 0: break
+        m = min(int(size_max - T[j]) if diff > 0 else int(T[j] - size_min), abs(diff))
+        T[j] += m if diff > 0 else -m
+        diff += -m if diff > 0 else m
+    if diff:
+        raise ValueError(f"no sizes within [{size_min}, {size_max}] for {k} clusters hold "
+                         f"{int(S.sum())} points")
+    q = c.clone()
+    for j in range(k):                                       # take from the ranks with most of j
+        extra = int(S[j] - T[j])
+        for r in torch.argsort(-c[:, j], stable=True).tolist():
+            if extra <= 0: break
+            m = min(extra, int(q[r, j]))
+            q[r, j] -= m
+            extra -= m
+    short = c.sum(1) - q.sum(1)                              # (R,) points each rank must place
+    for j in range(k):
+        need = int(T[j] - S[j])
+        for r in range(R):
+            if need <= 0: break
+            m = min(need, int(short[r]))
+            q[r, j] += m
+            short[r] -= m
+            need -= m
+    return q
+
+def _ranks_excess(cost, g, size_min, size_max, comm):
+    "`_excess` over all the ranks: this rank's labels under cost - g, and all the points missed."
+    k = len(g)
+    labels, n = torch.zeros(len(cost), dtype=torch.int64), torch.zeros(k, dtype=torch.float64)
+    with comm.local():
+        labels = (cost - g).argmin(1) if len(cost) else labels
+        n = torch.bincount(labels, minlength=k).double()
+    n = comm.sum(n)                                          # (k,) sizes over all the ranks
+    return labels, int((n - size_max).clamp_min(0).sum() + (size_min - n).clamp_min(0).sum())
+
+def _ranks_soft(cost, g, eps, size_min, size_max, comm):
+    """`_soft` over all the ranks: the dual's value, the soft sizes s (k,) and the plan's P^T P
+    (k, k), each a sum over rows: one `comm.sum`."""
+    k = len(g)
+    part = torch.zeros(1 + k + k * k, dtype=torch.float64)
+    with comm.local():
+        if len(cost):
+            Z = (g - cost) / eps
+            top = Z.max(1, keepdim=True).values
+            P = (Z - top).exp_()
+            rows = P.sum(1, keepdim=True)
+            P /= rows
+            part = torch.cat([(-eps * (top + rows.log()).sum()).reshape(1), P.sum(0),
+                              (P.T @ P).reshape(-1)]).double()
+    t = comm.sum(part).to(g.dtype)
+    bounds = torch.where(g > 0, size_min * g, size_max * g).sum()      # min of g . n over sizes
+    return float(bounds + t[0]), t[1:1 + k], t[1 + k:].view(k, k)
+
+def _ranks_thresholds(cost, g, J, aim, comm, n_halvings=40):
+    """`_hard_thresholds` over all the ranks: for the clusters J, the g_j that leaves about
+    round(aim_j) points preferring j, by halving an interval (one small `comm.sum` a step)."""
+    m = torch.zeros(0, len(J), dtype=torch.float64)
+    ends = torch.full((2, len(J)), math.inf, dtype=torch.float64)
+    with comm.local():
+        if len(cost):
+            v, i = (cost - g).topk(2, 1, largest=False)                # each point's best two
+            other = torch.where(i[:, :1] == J[None, :], v[:, 1:], v[:, :1])
+            m = (cost[:, J] - other).double()                           # i prefers j iff m < g_j
+            ends = torch.stack([m.min(0).values, -m.max(0).values])
+    ends = comm.gather(ends).amin(0)                         # (2, |J|) over the ranks
+    a, b = ends[0] - 1e-9 * (1 + ends[0].abs()), -ends[1] + 1e-9 * (1 + ends[1].abs())
+    want = aim[J].double().round()
+    for _ in range(n_halvings):
+        t = (a + b) / 2
+        n = torch.zeros(len(J), dtype=torch.float64)
+        with comm.local(): n = (m < t).sum(0).double()
+        n = comm.sum(n)
+        a, b = torch.where(n < want, t, a), torch.where(n < want, b, t)
+    return b.to(g.dtype)
+
+def _ranks_newton(cost, size_min, size_max, g, eps, comm, n_steps=8, target=0, shrink=0.3):
+    """`newton_potentials` over all the ranks: the same steps, each sum over rows a `comm.sum`,
+    so every rank takes the same steps to the same g. Returns `(g, labels, missed)`."""
+    k, lo, hi = len(g), float(size_min), float(size_max)
+    labels, E = _ranks_excess(cost, g, size_min, size_max, comm)
+    if E <= target or k == 1: return g, labels, E
+    F, s, PP = _ranks_soft(cost, g, eps, size_min, size_max, comm)
+    for _ in range(n_steps):
+        if E <= target: break
+        aim = torch.where(g > 0, lo, torch.where(g < 0, hi, s.clamp(lo, hi)))
+        grad = aim - s                                                  # the dual's gradient
+        if float(grad.abs().sum()) < 0.5 * E:                           # soft sizes met: sharper
+            eps *= shrink
+            F, s, PP = _ranks_soft(cost, g, eps, size_min, size_max, comm)
+            continue
+        act = (grad != 0) | (g != 0) if hi > lo else torch.ones(k, dtype=torch.bool)
+        lost = act & (s < 1)
+        if bool(lost.any()):                                            # no soft points: threshold
+            g = g.clone()
+            g[lost] = _ranks_thresholds(cost, g, lost.nonzero().flatten(), aim, comm)
+            F, s, PP = _ranks_soft(cost, g, eps, size_min, size_max, comm)
+            labels, E = _ranks_excess(cost, g, size_min, size_max, comm)
+            continue
+        A = act.nonzero().flatten()
+        if len(A) == 0: break
+        L = (torch.diag(s) - PP)[A][:, A]                               # the plan's Laplacian
+        if hi == lo: L = L + float(s.mean()) / k                        # g + c: the same plan
+        step = torch.zeros_like(g)
+        sol = np.linalg.lstsq(L.cpu().numpy(), grad[A].cpu().numpy(), rcond=None)[0]    # k x k
+        step[A] = eps * torch.from_numpy(sol).to(g)
+        slope, h = float(grad @ step), 1.0
+        free = (s >= lo) & (s <= hi)
+        for _ in range(6):                                              # Armijo's rule
+            gn = g + h * step
+            if hi > lo: gn = torch.where(free & (gn * g < 0), torch.zeros_like(gn), gn)
+            Fn, sn, PPn = _ranks_soft(cost, gn, eps, size_min, size_max, comm)
+            if Fn >= F + 1e-4 * h * slope: break
+            h /= 4
+        else: break
+        g, F, s, PP = gn, Fn, sn, PPn
+        labels, E = _ranks_excess(cost, g, size_min, size_max, comm)
+    return g, labels, E
+
+def ranks_balanced_assign(X, C, size_min, size_max, comm, *, g=None, sample_weight=None,
+                          epsilon=0.1, memory_budget=None, shift=None, n_steps=30):
+    """The balanced E-step over the ranks of `comm`, each with its own rows `X` (a tensor or the
+    engine's `Rows`, minus `shift`): this rank's labels, with the sizes over all the ranks within
+    [size_min, size_max], and the potentials g (k,), the same on every rank. Newton's steps on
+    the dual over all the rows (`_ranks_newton`: every sum over rows is a `comm.sum`) give g,
+    aiming at hard sizes within the bounds (then each point's best cluster under cost - g is the
+    optimum); the ranks share their counts under g, agree on quotas (`size_quotas`: the counts
+    themselves when they meet the bounds), and each rank rounds its own points to its quotas
+    (`trim_overfull`, `fill_underfull` with per-cluster bounds). Newton's steps stop as soon as
+    the hard sizes hold: `n_steps` (twice as many from g = 0) is a ceiling, not the usual count;
+    with only 8, a warm-started g could drift, and the quotas had hundreds of points to move."""
+    k = C.shape[0]
+    cost = torch.zeros(0, k, dtype=C.dtype)                  # this rank's (n, k) costs
+    near = torch.zeros(2, dtype=torch.float64)
+    with comm.local():
+        if (X.n if isinstance(X, Rows) else len(X)):
+            blocks = CostBlocks(X, C, sample_weight, memory_budget, shift)
+            cost = blocks.whole if blocks.whole is not None else blocks[:]
+        near = torch.tensor([float(cost.min(1).values.sum()) if len(cost) else 0.0, len(cost)],
+                            dtype=torch.float64)
+    near = comm.sum(near)                                    # nearest costs, points: all ranks'
+    N, first = int(near[1]), g is None
+    g = torch.zeros(k, dtype=cost.dtype) if first else g
+    eps = epsilon * max(float(near[0]) / max(N, 1), torch.finfo(cost.dtype).tiny)
+    g, labels, _ = _ranks_newton(cost, size_min, size_max, g, eps / 2, comm,
+                                 2 * n_steps if first else n_steps, target=0)
+    n = torch.zeros(k, dtype=torch.float64)
+    with comm.local(): n = torch.bincount(labels, minlength=k).double()
+    q = size_quotas(comm.gather(n), size_min, size_max)      # (R, k), the same on every rank
+    with comm.local():
+        mine = q[comm.rank].to(labels.device)
+        labels = fill_underfull(cost, trim_overfull(cost, g, labels, mine), mine)
+    return labels, g
+
+
 # %% ../nbs/12_balanced.ipynb #2e94aadd
 class BalancedKMeans(KMeansBase):
     """K-means with bounds on the cluster sizes (balanced k-means), in PyTorch, with scikit-learn's
@@ -672,7 +845,12 @@ class BalancedKMeans(KMeansBase):
     `predict(X)` gives the nearest centre to every row, as k-means-constrained's `predict` does:
     new points are not balanced (`fit_predict` returns the balanced `labels_`). `sample_weight`
     weighs each point's squared distance in the assignment, the centres and the inertia; the sizes
-    still count points."""
+    still count points.
+
+    `fit(X, process_group=group)` fits across the ranks of a torch.distributed group: `X` is this
+    rank's rows (a tensor, array, memmap or `.npy` path), the sizes count the points of all the
+    ranks, `cluster_centers_` and `inertia_` (all the rows') are the same on every rank, and
+    `labels_` are this rank's rows'. An error on one rank is raised on every rank."""
     # the parameters KMeans also has take KMeans's rules: one table
     _shared = ('n_clusters', 'init', 'n_init', 'max_iter', 'tol', 'verbose', 'random_state',
                'device', 'memory_budget', 'keep_history')
@@ -730,11 +908,22 @@ class BalancedStep:
         self.g, self.C, self.labels = None, None, None   # potentials (k,), centres, labels (n,)
         self.patience, self.rel, self.passes, self.best = patience, rel, 0, None
         self.labels_history = [] if keep_history else None
-        self.stalled = False
+        self.stalled, self.ranks, self.pass_inertia = False, False, None   # ranks: prepare solves
+
+    def prepare(self, C, comm):
+        """With several ranks, before each pass (outside `comm.local()`): the labels of this rank's
+        rows, solved over all the ranks (`ranks_balanced_assign`). One rank: nothing."""
+        if comm.size == 1: return
+        self.ranks = True
+        if self.best is not None and C is self.best[1]: return          # begin takes its labels
+        if self.C is None or not torch.equal(C, self.C):
+            self.labels, self.g = ranks_balanced_assign(
+                self.rows, C, self.lo, self.hi, comm, g=self.g, sample_weight=self.w,
+                memory_budget=self.budget, shift=self.shift, epsilon=self.kw['epsilon'])
 
     def begin(self, C):
         if self.best is not None and C is self.best[1]: self.labels = self.best[2]   # solved
-        elif self.C is None or not torch.equal(C, self.C):   # the same centres: the same labels
+        elif not self.ranks and (self.C is None or not torch.equal(C, self.C)):   # same C, labels
             self.labels, self.g = fast_balanced_assign(
                 self.rows, C, self.lo, self.hi, g=self.g, sample_weight=self.w,
                 memory_budget=self.budget, shift=self.shift, **self.kw)       # (n,), (k,)
@@ -753,7 +942,7 @@ class BalancedStep:
         "After the M-step: the pass's inertia (the labels' own) against the best seen."
         self.passes += 1
         if not self.patience: return
-        inertia = float(self._inertia)
+        inertia = self.pass_inertia if self.ranks else float(self._inertia)   # ranks: all rows'
         if self.best is None or inertia < self.best[0] * (1 - self.rel):
             self.best = (inertia, C_old, self.labels, self.passes)
         elif inertia < self.best[0]: self.best = (inertia, C_old, self.labels, self.best[3])
@@ -767,11 +956,16 @@ class BalancedStep:
 PATIENCE = 10   # a run stops when its inertia has not dropped by 0.01% in this many iterations
 
 @patch
-def fit(self:BalancedKMeans, X, y=None, sample_weight=None):
+def fit(self:BalancedKMeans, X, y=None, sample_weight=None, *, process_group=None):
     """Cluster `X` (N, D) into clusters of size_min to size_max points, optionally weighting each
     point's squared distance by `sample_weight` (N,). `X`: a tensor or array in memory, or a
     memmap or `.npy` path read block by block. The engine's one loop runs the fit (`fit_any`,
-    94_engine), with `BalancedStep` as its E-step. Returns self."""
+    94_engine), with `BalancedStep` as its E-step. With a `process_group` (torch.distributed), `X`
+    is this rank's rows: the sizes count the points of all the ranks, the centres and inertia_
+    are the same on every rank, labels_ are this rank's, and an error on one rank is raised on
+    every rank. Returns self."""
+    comm = Comm(process_group)
+    if comm.size > 1: return self._fit_ranks(X, sample_weight, comm)
     self._validate_params()
     out, names, streamed = output_like(X), feature_names(X), self._streamed(X)
     dev = None if self.device is None else get_device(self.device)
@@ -784,13 +978,47 @@ def fit(self:BalancedKMeans, X, y=None, sample_weight=None):
     if not isinstance(init, str) and not callable(init): init = check_array(init, 'init')
     elif callable(init): init = self._callable_init(data, out)
     step = lambda *shape: ('balanced', BalancedStep)          # the E-step, whatever the shape
-    r = fit_any(data, k, get_distance('euclidean'), Comm(), step, init=init, n_init=n_init,
+    r = fit_any(data, k, get_distance('euclidean'), comm, step, init=init, n_init=n_init,
                 random_state=self.random_state, values=dict(n_init=n_init),
                 sample_weight=sample_weight, device=dev, max_iter=self.max_iter, tol=self.tol,
                 verbose=int(self.verbose), memory_budget=self.memory_budget,
                 keep_history=self.keep_history, size_min=lo, size_max=hi, epsilon=self.epsilon,
                 sinkhorn_iter=self.sinkhorn_iter, patience=PATIENCE)
+    return self._keep(r, out, names)
+
+@patch
+def _keep(self:BalancedKMeans, r, out, names):
+    "The fitted attributes from `fit_any`'s result."
     self._store(r, out, names)
     if self.keep_history: self.labels_history_ = [as_labels(out(l)) for l in r['labels_history']]
     else: self.history_ = self.labels_history_ = self.inertia_history_ = []
     return self
+
+@patch
+def _fit_ranks(self:BalancedKMeans, X, sample_weight, comm):
+    """`fit` with several ranks: the checks that need N (all the ranks' points) run in `fit_any`,
+    on every rank alike, and a local error is held until the next collective (`Comm`)."""
+    out, names, streamed = output_like(X), feature_names(X), self._streamed(X)
+    k, n_init, init, dev = self.n_clusters, 1, self.init, None
+    values = {'n_init': 1.0, 'size_min (-1: None)': -1.0, 'size_max (-1: None)': -1.0}
+    with comm.local():                                       # an error here: every rank raises
+        self._validate_params()
+        dev = None if self.device is None else get_device(self.device)
+        self._n_init = n_init = self._n_runs()
+        if not isinstance(init, str) and not callable(init): init = check_array(init, 'init')
+        elif callable(init): init = self._callable_init(X, out)
+        values = {'n_init': float(n_init),
+                  'size_min (-1: None)': -1.0 if self.size_min is None else float(self.size_min),
+                  'size_max (-1: None)': -1.0 if self.size_max is None else float(self.size_max)}
+    def pick(N, D, k, device):                               # N: the points of all the ranks
+        lo, hi = check_sizes(N, k, self.size_min, self.size_max)
+        class Step(BalancedStep):
+            def __init__(s, *a, **kw): super().__init__(*a, **dict(kw, size_min=lo, size_max=hi))
+        return 'balanced', Step
+    r = fit_any(X, k, get_distance('euclidean'), comm, pick, init=init, n_init=n_init,
+                random_state=self.random_state, values=values, sample_weight=sample_weight,
+                device=dev, max_iter=self.max_iter, tol=self.tol, verbose=int(self.verbose),
+                memory_budget=self.memory_budget, keep_history=self.keep_history,
+                epsilon=self.epsilon, sinkhorn_iter=self.sinkhorn_iter, patience=PATIENCE)
+    return self._keep(r, out, names)
+

@@ -608,8 +608,10 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
     (the local rows'), inertia (all rows, float64), n_iter, converged, history, inertias, counts, skipped,
     algorithm (the strategy's `name` at the end: for `AutoStep`, the one that ran last), labels_history.
     A strategy that `sees_all_rows` (lesson 12's balanced E-step) is also given `shift`, `sample_weight` and
-    `keep_history`; it may end a run itself (`stalled`), name the centres to end on (`final_centres(C)`), and keep
-    the labels of every pass (`labels_history`)."""
+    `keep_history`; its `prepare(C, comm)`, if it has one, runs before each pass, outside `comm.local()`, so it
+    may do collectives of its own (with several ranks: `BalancedStep`'s E-step over all of them); it may end a
+    run itself (`stalled`), name the centres to end on (`final_centres(C)`), and keep the labels of every pass
+    (`labels_history`)."""
     comm = comm or Comm()
     k, D = C.shape
     w = sample_weight
@@ -627,6 +629,7 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
     with comm.local(): step = strategy(rows, C, dist, chunk_size=chunk_size, memory_budget=memory_budget,
                                        **strategy_kw)
     comm.sum(torch.zeros(1))                                          # a strategy refused: every rank raises
+    prep = getattr(step, 'prepare', None)   # an E-step with collectives of its own: outside comm.local()
     history, inertias, skipped, converged = [C], [], [], False
     bar = progress_bar(max_iter, 'k-means', verbose and comm.rank == 0)
     say = verbose >= 2 and comm.rank == 0
@@ -638,6 +641,7 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
                 with comm.local(): v = torch.tensor(step.tick(), dtype=torch.float64)
                 step.agree((comm.sum(v) / comm.size).tolist())
         if comm.size > 1: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)   # what a failed rank sends
+        if prep is not None: prep(C, comm)                            # (a failed rank raises there too)
         with comm.local(): buf = _pass(rows, step, C, labels, dists, w, pre, shift, i == 0, k, i > 0)
         tot = comm.sum(buf)                                           # the one all_reduce of an iteration
         skipped.append(getattr(step, 'skipped', 0.0))
@@ -645,6 +649,7 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         t = tot.numpy() if cpu else None
         inertia, changed = (float(t[-2]), float(t[-1])) if cpu else tot[-2:].tolist()
         inertias.append(inertia)
+        if prep is not None: step.pass_inertia = inertia               # the pass's inertia over all ranks
         in_np = cpu and C.dtype in (torch.float32, torch.float64)      # where NumPy rounds as torch does
         plain = in_np and not fallback and post is None and not (t[k * D:k * D + k] == 0).any()
         if not plain: sums, weights = tot[:k * D].view(k, D), tot[k * D:k * D + k]   # views of this `tot`
@@ -684,6 +689,7 @@ def run_lloyd(rows,               # the local rows: a `Rows` (in memory, streame
         if keep_history: history[-1] = C                              # the final pass's centres
     bar.close(f"converged after {i + 1} iterations" if converged else
               f"stopped at max_iter={max_iter} without converging (centre shift {float(move):.3g} > tol {tol:.3g})")
+    if prep is not None: prep(C, comm)
     if comm.size > 1: buf = torch.zeros(k * D + k + 2, dtype=torch.float64)
     with comm.local(): buf = _pass(rows, step, C, labels, dists, w, pre, shift, False, k, False, final=True)
     tot = comm.sum(buf)                                               # final labels, inertia and sizes
