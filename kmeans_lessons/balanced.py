@@ -579,7 +579,8 @@ def fast_balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None
                          sinkhorn_iter=5, n_sweeps=3, n_candidates=6, memory_budget=None,
                          exact=None, shift=None):
     """The estimator's balanced E-step, with `balanced_assign`'s arguments and results: on the
-    first call (g None) a few Sinkhorn steps from g = 0. Then, if `exact` (None: at most
+    first call (g None) a few Sinkhorn steps from g = 0 (none on the exact path with the compiled
+    paths). Then, if `exact` (None: at most
     `exact_max_k()` clusters, on the CPU, the (N, k) costs kept whole), `newton_potentials` while
     over 1% of the points miss the sizes (5% when the compiled kernel runs the paths), and
     `transport_assign`: the optimal labels. Else
@@ -594,11 +595,12 @@ def fast_balanced_assign(X, C, size_min, size_max, *, g=None, sample_weight=None
     if exact or (first and sinkhorn_iter):
         near = sum(float(c.min(1).values.sum()) for c in cost) / N     # mean nearest cost
         eps = epsilon * max(near, torch.finfo(dtype).tiny)
-    if first and sinkhorn_iter:
+    cheap = TRANSPORT_KERNEL and kernel_available()   # compiled paths: misplaced points are cheap
+    if first and sinkhorn_iter and not (exact and cheap):  # the optimum: from any start
         g, _ = sinkhorn_potentials(cost, size_min, size_max, eps, g, n_iter=sinkhorn_iter)
     if exact:
         whole = cost.whole if cost.whole is not None else cost[:]
-        few = N // (20 if TRANSPORT_KERNEL and kernel_available() else 100)   # paths are cheap
+        few = N // (20 if cheap else 100)
         g, labels, _ = newton_potentials(whole, size_min, size_max, g, eps / 2, target=few)
         return transport_assign(whole, g, size_min, size_max, labels)
     if n_sweeps:
@@ -819,7 +821,9 @@ class BalancedKMeans(KMeansBase):
         Sinkhorn's temperature, relative to the mean squared distance of the points to their
         nearest centre.
     sinkhorn_iter : int, default=5
-        Sinkhorn steps of the first E-step; the potentials are carried from one E-step to the next.
+        Sinkhorn steps of the first E-step (none when the E-step is the optimum with the compiled
+        paths: the optimum does not depend on the start); the potentials are carried from one
+        E-step to the next.
     device : str or torch.device, optional
         Where to compute. By default, where the data are.
     memory_budget : int, optional
