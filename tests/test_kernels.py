@@ -248,9 +248,11 @@ def test_rows_across_lanes_gives_the_lanes_floats(monkeypatch, dtype, N, D, k):
 
 @needs_kernel
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-@pytest.mark.parametrize('N,D,k', [(3001, 64, 8), (999, 33, 3), (50, 128, 4), (300, 40, 2), (257, 20, 1)])
+@pytest.mark.parametrize('N,D,k', [(3001, 64, 8), (999, 33, 3), (50, 128, 4), (300, 40, 2), (257, 20, 1),
+                                   (2000, 64, 10), (1500, 40, 100), (1000, 24, 90)])
 def test_half_lanes_give_the_full_lanes_floats(monkeypatch, dtype, N, D, k):
-    "'fused' with few centres takes half-width vectors (HALF_LANES): the same floats, bit for bit."
+    """'fused' with few centres (with AVX-512: up to 100 floats or 50 doubles) takes half-width vectors
+    (HALF_LANES): the same floats, bit for bit."""
     g = torch.Generator().manual_seed(N * k + D)
     X, w = torch.randn(N, D, generator=g, dtype=dtype), torch.rand(N, generator=g, dtype=dtype)
     C = X[torch.randperm(N, generator=g)[:k]].clone()
