@@ -165,8 +165,9 @@ static void fused(const T* X, int64_t N, int64_t D, const T* Ct, int64_t kp, con
             V best[R]; I bidx[R];
             for (int r = 0; r < R; ++r) { for (int l = 0; l < W; ++l) best[r][l] = std::numeric_limits<T>::infinity(); bidx[r] = lane - lane; }
             I jv = lane;
-            int64_t jt = 0;                           // tiles of JT vectors of centres, then of 2, then of 1
+            int64_t jt = 0;                           // tiles of JT vectors of centres, then of 3, 2 and 1
             for (; jt + JT * W <= kp; jt += JT * W) tile<T, R, JT, B>(xr, D, Ct, kp, jt, best, bidx, jv);
+            if (JT > 3 && jt + 3 * W <= kp) { tile<T, R, 3, B>(xr, D, Ct, kp, jt, best, bidx, jv); jt += 3 * W; }
             if (JT > 2) for (; jt + 2 * W <= kp; jt += 2 * W) tile<T, R, 2, B>(xr, D, Ct, kp, jt, best, bidx, jv);
             for (; jt < kp; jt += W) tile<T, R, 1, B>(xr, D, Ct, kp, jt, best, bidx, jv);
             for (int r = 0; r < nr; ++r) {

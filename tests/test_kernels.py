@@ -286,7 +286,7 @@ def test_vectors_are_the_cpus_own_width():
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('vectors', range(1, 10))
 def test_tiles_of_centres_give_the_rows_across_floats(monkeypatch, dtype, vectors):
-    """'fused' scores the centres in tiles of 4, 2 and 1 vectors (every mix, with 1 to 9 vectors of centres): the
+    """'fused' scores the centres in tiles of 4, 3, 2 and 1 vectors (every mix, with 1 to 9 vectors of centres): the
     labels, distances and sums of the rows-across layout, bit for bit, and float64 brute force's labels."""
     lanes = kernels._STATE['vbytes'] // torch.tensor([], dtype=dtype).element_size()
     k, D, N = vectors * lanes - (vectors % 2), 5, 1001                         # full and padded last vectors
