@@ -849,17 +849,19 @@ class BalancedKMeans(KMeansBase):
 BalancedKMeans = document_init(BalancedKMeans)
 
 # %% ../nbs/12_balanced.ipynb #715ad9b1
-def check_sizes(n_samples, n_clusters, size_min, size_max):
-    "The bounds (lo, hi) as ints (None: 0 and N); a ValueError when no labelling meets them."
+def check_sizes(n_samples, n_clusters, size_min, size_max, n_ranks=1):
+    """The bounds (lo, hi) as ints (None: 0 and N); a ValueError when no labelling meets them.
+    With `n_ranks` > 1, `n_samples` counts the points of all the ranks, and the message says so."""
     lo = 0 if size_min is None else int(size_min)
     hi = n_samples if size_max is None else int(size_max)
+    have = f"X has {n_samples}" + (f" (all {n_ranks} ranks together)" if n_ranks > 1 else "")
     if lo > hi: raise ValueError(f"size_min={lo} must be <= size_max={hi}")
     if lo * n_clusters > n_samples:
         raise ValueError(f"size_min={lo} is infeasible: {n_clusters} clusters of at least {lo} "
-                         f"points need {lo * n_clusters} points, but X has {n_samples}")
+                         f"points need {lo * n_clusters} points, but {have}")
     if hi * n_clusters < n_samples:
         raise ValueError(f"size_max={hi} is infeasible: {n_clusters} clusters of at most {hi} "
-                         f"points hold {hi * n_clusters} points, but X has {n_samples}")
+                         f"points hold {hi * n_clusters} points, but {have}")
     return lo, hi
 
 # %% ../nbs/12_balanced.ipynb #b4a1c0de
@@ -938,27 +940,31 @@ def fit(self:BalancedKMeans, X, y=None, sample_weight=None, *, process_group=Non
     94_engine), with `BalancedStep` as its E-step. With a `process_group` (torch.distributed), `X`
     is this rank's rows: the sizes count the points of all the ranks, the centres and inertia_
     are the same on every rank, labels_ are this rank's, and an error on one rank is raised on
-    every rank. Returns self."""
+    every rank (`Comm`: held until the next collective). Returns self."""
     comm = Comm(process_group)
-    if comm.size > 1: return self._fit_ranks(X, sample_weight, comm)
-    self._validate_params()
     out, names, streamed = output_like(X), feature_names(X), self._streamed(X)
-    dev = None if self.device is None else get_device(self.device)
-    data = X if streamed else check_array(X, device=dev)
-    N, k = (Rows(X).n if streamed else data.shape[0]), self.n_clusters
-    if N < k: raise ValueError(f"n_samples={N} should be >= n_clusters={k}.")
-    lo, hi = check_sizes(N, k, self.size_min, self.size_max)
-    self._n_init = n_init = self._n_runs()
-    init = self.init
-    if not isinstance(init, str) and not callable(init): init = check_array(init, 'init')
-    elif callable(init): init = self._callable_init(data, out)
-    step = lambda *shape: ('balanced', BalancedStep)          # the E-step, whatever the shape
-    r = fit_any(data, k, get_distance('euclidean'), comm, step, init=init, n_init=n_init,
-                random_state=self.random_state, values=dict(n_init=n_init),
-                sample_weight=sample_weight, device=dev, max_iter=self.max_iter, tol=self.tol,
-                verbose=int(self.verbose), memory_budget=self.memory_budget,
-                keep_history=self.keep_history, size_min=lo, size_max=hi, epsilon=self.epsilon,
-                sinkhorn_iter=self.sinkhorn_iter, patience=PATIENCE)
+    k, n_init, data, init, dev = self.n_clusters, 1, X, self.init, None
+    bound = lambda v: -1.0 if v is None else float(v)        # the ranks agree on the bounds
+    values = {'n_init': 1.0, 'size_min (-1: None)': -1.0, 'size_max (-1: None)': -1.0}
+    with comm.local():                                       # an error here: every rank raises
+        self._validate_params()
+        dev = None if self.device is None else get_device(self.device)
+        if not streamed and comm.size == 1: data = check_array(X, device=dev)   # ranks: `Rows`
+        self._n_init = n_init = self._n_runs()
+        if not isinstance(init, str) and not callable(init): init = check_array(init, 'init')
+        elif callable(init): init = self._callable_init(data, out)
+        values = {'n_init': float(n_init), 'size_min (-1: None)': bound(self.size_min),
+                  'size_max (-1: None)': bound(self.size_max)}
+    def pick(N, D, k, device):                               # N: the points of all the ranks
+        lo, hi = check_sizes(N, k, self.size_min, self.size_max, comm.size)
+        class Step(BalancedStep):
+            def __init__(s, *a, **kw): super().__init__(*a, **dict(kw, size_min=lo, size_max=hi))
+        return 'balanced', Step
+    r = fit_any(data, k, get_distance('euclidean'), comm, pick, init=init, n_init=n_init,
+                random_state=self.random_state, values=values, sample_weight=sample_weight,
+                device=dev, max_iter=self.max_iter, tol=self.tol, verbose=int(self.verbose),
+                memory_budget=self.memory_budget, keep_history=self.keep_history,
+                epsilon=self.epsilon, sinkhorn_iter=self.sinkhorn_iter, patience=PATIENCE)
     return self._keep(r, out, names)
 
 @patch
@@ -968,32 +974,3 @@ def _keep(self:BalancedKMeans, r, out, names):
     if self.keep_history: self.labels_history_ = [as_labels(out(l)) for l in r['labels_history']]
     else: self.history_ = self.labels_history_ = self.inertia_history_ = []
     return self
-
-@patch
-def _fit_ranks(self:BalancedKMeans, X, sample_weight, comm):
-    """`fit` with several ranks: the checks that need N (all the ranks' points) run in `fit_any`,
-    on every rank alike, and a local error is held until the next collective (`Comm`)."""
-    out, names, streamed = output_like(X), feature_names(X), self._streamed(X)
-    k, n_init, init, dev = self.n_clusters, 1, self.init, None
-    values = {'n_init': 1.0, 'size_min (-1: None)': -1.0, 'size_max (-1: None)': -1.0}
-    with comm.local():                                       # an error here: every rank raises
-        self._validate_params()
-        dev = None if self.device is None else get_device(self.device)
-        self._n_init = n_init = self._n_runs()
-        if not isinstance(init, str) and not callable(init): init = check_array(init, 'init')
-        elif callable(init): init = self._callable_init(X, out)
-        values = {'n_init': float(n_init),
-                  'size_min (-1: None)': -1.0 if self.size_min is None else float(self.size_min),
-                  'size_max (-1: None)': -1.0 if self.size_max is None else float(self.size_max)}
-    def pick(N, D, k, device):                               # N: the points of all the ranks
-        lo, hi = check_sizes(N, k, self.size_min, self.size_max)
-        class Step(BalancedStep):
-            def __init__(s, *a, **kw): super().__init__(*a, **dict(kw, size_min=lo, size_max=hi))
-        return 'balanced', Step
-    r = fit_any(X, k, get_distance('euclidean'), comm, pick, init=init, n_init=n_init,
-                random_state=self.random_state, values=values, sample_weight=sample_weight,
-                device=dev, max_iter=self.max_iter, tol=self.tol, verbose=int(self.verbose),
-                memory_budget=self.memory_budget, keep_history=self.keep_history,
-                epsilon=self.epsilon, sinkhorn_iter=self.sinkhorn_iter, patience=PATIENCE)
-    return self._keep(r, out, names)
-

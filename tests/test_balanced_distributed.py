@@ -68,6 +68,8 @@ def test_a_bad_input_on_one_rank_raises_on_every_rank(W, tmp_path, monkeypatch):
         for name, word in expect.items():
             assert R[r][name] is not None, (r, name)
             assert word in R[r][name][1] and R[r][name][2] < 30, (r, name, R[r][name])
+        for name in ('infeasible_min', 'infeasible_max'):                # N counts every rank's points
+            assert R[r][name][1].endswith(f"but X has 300 (all {W} ranks together)"), R[r][name]
     for r in range(1, W):
         assert torch.equal(torch.as_tensor(R[r]['after']['centres']),
                            torch.as_tensor(R[0]['after']['centres']))
