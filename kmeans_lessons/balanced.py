@@ -482,14 +482,14 @@ def _hard_thresholds(cost, g, J, aim, comm=None, n_halvings=40):
     if comm.size == 1:                                  # between the b-th and (b+1)-th: +-inf
         t = torch.tensor([_split_mid(m[:, r], int(want[r])) for r in range(len(J))],
                          dtype=torch.float64)
-        return torch.minimum(torch.maximum(t, a), b).to(g.dtype)
+        return torch.minimum(torch.maximum(t, a), b).to(g)
     for _ in range(n_halvings):
         t = (a + b) / 2
         n = torch.zeros(len(J), dtype=torch.float64)
         with comm.local(): n = (m < t).sum(0).double()
         n = comm.sum(n)
         a, b = torch.where(n < want, t, a), torch.where(n < want, b, t)
-    return b.to(g.dtype)
+    return b.to(g)
 
 # %% ../nbs/12_balanced.ipynb #51a4923f
 class _Moves:
