@@ -58,6 +58,7 @@ def run_fits(rank, W, out):
     km.fit(Xr, process_group=dist.group.WORLD)
     res['equal'] = dict(centres=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_)
     res['big'] = [big(rank, W, seed) for seed in SEEDS] if W == 3 else []
+    res['budget'] = budgets(rank, W)
     # each rank's slice of one .npy file: a memmap, and the path itself (read block by block)
     if rank == 0: np.save(f'{out}/X.npy', X.numpy())
     dist.barrier()
@@ -80,6 +81,20 @@ def big(rank, W, seed):
     labels = [torch.zeros(c[r + 1] - c[r], dtype=torch.int64) for r in range(W)]
     dist.all_gather(labels, torch.as_tensor(km.labels_))
     return km.inertia_, make().fit(X).inertia_, torch.bincount(torch.cat(labels), minlength=10)
+
+
+def budgets(rank, W):
+    """8000 points, 8 clusters of 900 to 1100, with a memory_budget that cuts each rank's costs into many
+    blocks, and with none: (labels, centres, inertia) of each fit, which must be the same to the bit."""
+    X, _, _ = sample_blobs(8, 1000, 4, box=6.0, var=3.0, seed=3, dtype=torch.float64)
+    X = X[torch.randperm(len(X), generator=torch.Generator().manual_seed(3))]
+    c = [len(X) * r // W for r in range(W + 1)]
+    out = []
+    for budget in (None, 3000):
+        km = BalancedKMeans(8, size_min=900, size_max=1100, init=X[:8].clone(), memory_budget=budget)
+        km.fit(X[c[rank]:c[rank + 1]], process_group=dist.group.WORLD)
+        out.append((km.labels_, km.cluster_centers_, km.inertia_))
+    return out
 
 
 def failing_fit(Xr, rank, W):

@@ -537,3 +537,57 @@ def test_compiled_paths_make_the_e_step_exact_up_to_64_clusters():
                                    rtol=1e-12)
         approx, _ = fast_balanced_assign(Xt, C, 8, 8, exact=False)       # the candidates' E-step: not always
         assert cost[np.arange(len(X)), approx.numpy()].sum() >= cost[np.arange(len(X)), lab.numpy()].sum() - 1e-9
+
+
+# ---------------------------------------------------------------- the E-step across ranks, walked block by block
+from kmeans_lessons.balanced import ranks_balanced_assign, RANK_BLOCK_ROWS
+from kmeans_lessons.engine import Comm
+
+
+def test_ranks_e_step_walks_the_costs_block_by_block(monkeypatch):
+    """`ranks_balanced_assign` (here over one rank, `Comm()`) under a tiny memory_budget: the costs are never kept
+    whole nor asked for all at once, each pass walks RANK_BLOCK_ROWS-row blocks over every row, and g and the labels
+    are those of the costs kept whole, to the bit; where Newton's g meets the sizes, each label is its point's best
+    cluster under cost - g (a walk that skipped rows or blocks would miss this)."""
+    X, _ = make_blobs(5000, 3, centers=8, cluster_std=1.5, random_state=5)
+    X = torch.from_numpy(X)
+    N, k = len(X), 8
+    C = X[:k].clone()
+    seen = dict(pass_rows=[], block=0, ask=0)
+    iter_ = CostBlocks.__iter__
+    def walk(self):
+        n = 0
+        for c in iter_(self):
+            n += len(c); seen['block'] = max(seen['block'], len(c))
+            yield c
+        seen['pass_rows'].append(n)
+    getitem = CostBlocks.__getitem__
+    def ask(self, rows):
+        c = getitem(self, rows)
+        if self.whole is None: seen['ask'] = max(seen['ask'], len(c))
+        return c
+    monkeypatch.setattr(CostBlocks, '__iter__', walk)
+    monkeypatch.setattr(CostBlocks, '__getitem__', ask)
+    for lo, hi in [(500, 800), (625, 625)]:
+        seen.update(pass_rows=[], block=0, ask=0)
+        tiny, g_tiny = ranks_balanced_assign(X, C, lo, hi, Comm(), memory_budget=3000)
+        assert seen['pass_rows'] and set(seen['pass_rows']) == {N}              # every pass: every row
+        assert seen['block'] == RANK_BLOCK_ROWS < N and seen['ask'] < N         # never all the rows at once
+        whole, g_whole = ranks_balanced_assign(X, C, lo, hi, Comm())
+        assert torch.equal(tiny, whole) and torch.equal(g_tiny, g_whole)
+        sizes = torch.bincount(tiny, minlength=k)
+        assert sizes.min() >= lo and sizes.max() <= hi
+        cost = CostBlocks(X, C).whole
+        assert torch.equal(tiny, (cost - g_tiny).argmin(1))                      # the sizes held under g
+        # one process's Newton steps on the whole costs (comm=None): the same g, up to the sums' rounding
+        eps = 0.1 * float(cost.min(1).values.mean())
+        g1, labels1, missed = newton_potentials(cost, lo, hi, torch.zeros(k, dtype=X.dtype), eps / 2, 60)
+        assert missed == 0 and torch.equal(labels1, tiny)
+        assert torch.allclose(g1, g_tiny, rtol=0, atol=1e-6 * float(g1.abs().max()))
+    warm, _ = ranks_balanced_assign(X, C + 0.1, lo, hi, Comm(), g=g_tiny, memory_budget=3000)
+    assert torch.equal(warm, ranks_balanced_assign(X, C + 0.1, lo, hi, Comm(), g=g_tiny)[0])
+    # the hard thresholds of clusters the plan does not reach: the margins, block by block, as from the whole costs
+    from kmeans_lessons.balanced import _hard_thresholds
+    J, aim = torch.tensor([0, 3, 6]), torch.full((k,), 625.0, dtype=X.dtype)
+    blocks = CostBlocks(X, C, memory_budget=3000, rows=RANK_BLOCK_ROWS)
+    assert torch.equal(_hard_thresholds(blocks, g_tiny, J, aim, Comm()), _hard_thresholds(cost, g_tiny, J, aim))

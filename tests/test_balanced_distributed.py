@@ -46,6 +46,11 @@ def test_ranks_fit_within_the_global_sizes(W, tmp_path, monkeypatch):
     for got, one, sizes in R[0]['big']:                                  # 3 ranks: 3000 points, k = 10
         assert sizes.min() >= 280 and sizes.max() <= 310
     if W == 3: assert np.mean([got / one for got, one, _ in R[0]['big']]) < 1.02, R[0]['big']
+    for r in range(W):                  # costs in many blocks (a tiny memory_budget) or whole: the same fit
+        (lab, C, inertia), (lab_b, C_b, inertia_b) = R[r]['budget']
+        assert torch.equal(lab_b, lab) and torch.equal(C_b, C) and inertia_b == inertia
+    sizes = torch.bincount(torch.cat([R[r]['budget'][1][0] for r in range(W)]), minlength=8)
+    assert sizes.min() >= 900 and sizes.max() <= 1100, sizes
     for r in range(W):                                                   # a memmap: the tensor's fit
         m, t = R[r]['memmap'], R[r]['tensor']
         assert np.array_equal(np.asarray(m['labels']), np.asarray(t['labels']))
@@ -63,6 +68,8 @@ def test_a_bad_input_on_one_rank_raises_on_every_rank(W, tmp_path, monkeypatch):
         for name, word in expect.items():
             assert R[r][name] is not None, (r, name)
             assert word in R[r][name][1] and R[r][name][2] < 30, (r, name, R[r][name])
+        for name in ('infeasible_min', 'infeasible_max'):                # N counts every rank's points
+            assert R[r][name][1].endswith(f"but X has 300 (all {W} ranks together)"), R[r][name]
     for r in range(1, W):
         assert torch.equal(torch.as_tensor(R[r]['after']['centres']),
                            torch.as_tensor(R[0]['after']['centres']))
