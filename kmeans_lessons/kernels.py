@@ -615,8 +615,9 @@ HALF_LANES = True          # 'fused' takes half-width vectors for few centres (k
 # up to half a vector's lanes
 HALF_BYTES = {64: 400}
 # 'auto' takes 'fused' up to this D, or this D k, by the vectors' bytes: where it measured as fast as 'blocked' on 2
-# threads (AVX-512: fused/blocked 0.81 at D=128, k=100 in float32; AVX2: 0.98-1.04 at D=32, k=100, 1.37-1.42 at k=1000)
-FUSED_UP_TO = {64: (32, 12800), 32: (16, 3200)}
+# threads (AVX-512 on Zen 4, float32, 1e5 rows: fused/blocked 0.89 at D=128, k=64, 0.97 at D=64, k=100, 1.02 at D=96,
+# k=100, 1.07 at D=128, k=100; AVX2: 0.98-1.04 at D=32, k=100, 1.37-1.42 at k=1000)
+FUSED_UP_TO = {64: (32, 9600), 32: (16, 3200)}
 
 def _torch_pass(X, C, w):
     "The lessons' path: `assign` (02), then the sums with `index_add_` (03), in float64."
