@@ -59,6 +59,7 @@ def run_fits(rank, W, out):
     res['equal'] = dict(centres=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_)
     res['big'] = [big(rank, W, seed) for seed in SEEDS] if W == 3 else []
     res['budget'] = budgets(rank, W)
+    res['weighted'] = [weighted(rank, W, seed) for seed in SEEDS]
     # each rank's slice of one .npy file: a memmap, and the path itself (read block by block)
     if rank == 0: np.save(f'{out}/X.npy', X.numpy())
     dist.barrier()
@@ -81,6 +82,20 @@ def big(rank, W, seed):
     labels = [torch.zeros(c[r + 1] - c[r], dtype=torch.int64) for r in range(W)]
     dist.all_gather(labels, torch.as_tensor(km.labels_))
     return km.inertia_, make().fit(X).inertia_, torch.bincount(torch.cat(labels), minlength=10)
+
+
+def weighted(rank, W, seed):
+    """float32 rows with sample weights, k-means++ and n_init=2 over the ranks: this rank's fit, and the
+    inertia of the same fit in one process."""
+    X, y = data(seed)
+    X = X.float()
+    w = torch.rand(len(X), generator=torch.Generator().manual_seed(seed)) + 0.5     # (N,) float32
+    c = cuts(len(X), W, 'random')
+    make = lambda: BalancedKMeans(K, size_min=LO, size_max=HI, n_init=2, random_state=seed)
+    km = make().fit(X[c[rank]:c[rank + 1]], sample_weight=w[c[rank]:c[rank + 1]],
+                    process_group=dist.group.WORLD)
+    return dict(labels=km.labels_, centres=km.cluster_centers_, inertia=km.inertia_,
+                n_init=km._n_init, one=make().fit(X, sample_weight=w).inertia_)
 
 
 def budgets(rank, W):

@@ -51,6 +51,21 @@ def test_ranks_fit_within_the_global_sizes(W, tmp_path, monkeypatch):
         assert torch.equal(lab_b, lab) and torch.equal(C_b, C) and inertia_b == inertia
     sizes = torch.bincount(torch.cat([R[r]['budget'][1][0] for r in range(W)]), minlength=8)
     assert sizes.min() >= 900 and sizes.max() <= 1100, sizes
+    ratios = []
+    for i, seed in enumerate((0, 1, 2)):             # float32, sample weights, k-means++, n_init=2
+        X, _ = data(seed)
+        X, w = X.float(), torch.rand(len(X), generator=torch.Generator().manual_seed(seed)) + 0.5
+        fits = [R[r]['weighted'][i] for r in range(W)]
+        lab = torch.cat([torch.as_tensor(f['labels']) for f in fits])
+        sizes = torch.bincount(lab, minlength=K)
+        assert sizes.min() >= LO and sizes.max() <= HI, (seed, sizes)
+        C = torch.as_tensor(fits[0]['centres'])
+        assert C.dtype == torch.float32 and fits[0]['n_init'] == 2
+        for f in fits[1:]: assert torch.equal(torch.as_tensor(f['centres']), C)
+        true = float((w.double() * ((X.double() - C.double()[lab]) ** 2).sum(1)).sum())
+        for f in fits: assert f['inertia'] == pytest.approx(true, rel=1e-5)
+        ratios.append(true / fits[0]['one'])
+    assert np.mean(ratios) < 1.02, ratios
     for r in range(W):                                                   # a memmap: the tensor's fit
         m, t = R[r]['memmap'], R[r]['tensor']
         assert np.array_equal(np.asarray(m['labels']), np.asarray(t['labels']))
