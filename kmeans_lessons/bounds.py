@@ -828,8 +828,9 @@ class AutoStep:
             bt.append(math.inf)
         self.now.begin(C)
 
-    def _probe(self, x, labels):                        # in Lloyd's first pass: time own_dists
-        if self.i == 0:
+    def _probe(self, x, labels, shift=None):            # in Lloyd's first pass: time own_dists
+        if self.i == 0 and self.max_iter >= self.LLOYD_PASSES + self.MIN_LEFT:   # a trial can come
+            if shift is not None: x = x - shift          # the rows the bounds would read
             t = time.perf_counter()
             own_dists(x, self.lloyd.C, labels)
             self.probe += time.perf_counter() - t
@@ -844,14 +845,14 @@ class AutoStep:
         if self.now is not self.lloyd:
             return self.bound.block(s, x, labels, first or self.fresh), None
         out = self.lloyd.block_sums(s, x, labels, first, w, shift)
-        self._probe(x if shift is None else x - shift, labels)
+        self._probe(x, labels, shift)
         return out
 
     writes_in_place = property(lambda self: self.now is self.lloyd and self.lloyd.writes_in_place)
 
     def block_into(self, s, x, labels, dists, w, buf, count, shift=None):   # Lloyd's, in place
         self.lloyd.block_into(s, x, labels, dists, w, buf, count, shift)
-        self._probe(x if shift is None else x - shift, labels)
+        self._probe(x, labels, shift)
 
     def moved(self, C_old, C_new, labels): self.now.moved(C_old, C_new, labels)
 

@@ -317,6 +317,38 @@ def test_auto_measures(monkeypatch, mode):
                      for i, name in enumerate(seen)] if mode != 'no trial' else not any(built)
 
 
+
+@pytest.mark.parametrize('max_iter', [5, 9, 10, 30])
+def test_auto_probes_only_where_a_trial_can_follow(monkeypatch, max_iter):
+    """AutoStep times `own_dists` (its probe) in Lloyd's first pass only when a trial can still come
+    (max_iter >= LLOYD_PASSES + MIN_LEFT), and centres rows (x - shift) for it only then: a short fit pays
+    for no probe, and a pass after the first calls nothing."""
+    import functools
+    from kmeans_lessons import bounds
+    X, C = CASES['blobs float32']
+    calls, real = [], bounds.own_dists
+    def spy(x, c, labels):
+        calls.append(len(x))
+        return real(x, c, labels)
+    monkeypatch.setattr(bounds, 'own_dists', spy)
+    monkeypatch.setattr(bounds.AutoStep, 'RATIO', math.inf)             # never a trial: Lloyd throughout
+    step = functools.partial(bounds.AutoStep, bound='hamerly', max_iter=max_iter)
+    got = run_strategy(X, C, None, step, max_iter=max_iter, tol=0.0)
+    ref = engine_lloyd(X, C, max_iter=max_iter, tol=0.0)
+    assert torch.equal(got['labels'], ref['labels']) and got['n_iter'] == ref['n_iter']
+    can = max_iter >= bounds.AutoStep.LLOYD_PASSES + bounds.AutoStep.MIN_LEFT
+    assert sum(calls) == (len(X) if can else 0), (calls, max_iter)      # one pass over the rows, or none
+    x, lab = X[:50], torch.zeros(50, dtype=torch.long)
+    shift = X.mean(0)
+    a = bounds.AutoStep(engine.Rows(X), C, SqEuclidean(), max_iter=max_iter)
+    for i in range(3):                                                     # passes 0, 1, 2 of a fit
+        a.begin(C)
+        calls.clear()
+        a._probe(x, lab, shift)                                            # rows to centre: only to probe
+        assert len(calls) == (1 if can and i == 0 else 0)
+    assert a.probe > 0 if can else a.probe == 0
+
+
 def test_strategy_for():
     "'auto' is Lloyd where the shape or the distance rules the bounds out, else AutoStep on the shape's choice."
     from kmeans_lessons.bounds import strategy_for, AutoStep
