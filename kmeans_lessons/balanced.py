@@ -281,7 +281,7 @@ class CostBlocks:
             x = src.data[rows].to(src.device, src.dtype)
             x = x if self.shift is None else x - self.shift
         else:
-            if isinstance(rows, slice): rows = torch.arange(src.n)[rows]
+            if isinstance(rows, slice): rows = torch.arange(*rows.indices(src.n))   # (b,): not N
             x = src.take(rows, self.shift)
         return self._costs(x, None if self.w is None else self.w[rows])
 

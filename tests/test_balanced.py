@@ -436,6 +436,30 @@ def test_cost_blocks_from_a_file_match_the_tensor():
         torch.testing.assert_close(got[10:20], ref.whole[10:20], rtol=1e-12, atol=1e-12)
 
 
+
+def test_fixed_cost_blocks_from_a_file_read_only_their_rows(monkeypatch):
+    """CostBlocks with `rows` (across ranks: blocks by row number) over a file: the tensor's blocks bit for bit,
+    each read as its own rows, never through an index of all N rows (that made a pass O(N^2 / rows))."""
+    import tempfile, os
+    X = np.random.default_rng(4).normal(size=(3000, 3))
+    C = torch.from_numpy(X[:5]).clone()
+    sizes, arange = [], torch.arange
+    def spy(*a, **kw):
+        out = arange(*a, **kw)
+        sizes.append(len(out))
+        return out
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, 'X.npy'); np.save(p, X)
+        ref = CostBlocks(torch.from_numpy(X), C, rows=256)                # kept whole
+        monkeypatch.setattr(torch, 'arange', spy)
+        got = CostBlocks(Rows(p), C, memory_budget=2**10, rows=256)       # a block at a time
+        blocks = list(got)
+    assert ref.whole is not None and got.whole is None
+    assert [len(b) for b in blocks] == [256] * 11 + [184]
+    assert torch.equal(torch.cat(blocks), ref.whole)
+    assert sizes and max(sizes) <= 256, max(sizes)
+
+
 def test_engine_step_matches_the_lesson_loop_with_the_optimal_e_step():
     """run_lloyd with BalancedStep against a loop written out here: each E-step the optimum (a brute force of
     tiny problems is in test_fast_assign_is_optimal...), each M-step the means; the same iterates."""

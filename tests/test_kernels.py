@@ -249,7 +249,8 @@ def test_rows_across_lanes_gives_the_lanes_floats(monkeypatch, dtype, N, D, k):
 @needs_kernel
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('N,D,k', [(3001, 64, 8), (999, 33, 3), (50, 128, 4), (300, 40, 2), (257, 20, 1),
-                                   (2000, 64, 10), (1500, 40, 100), (1000, 24, 90)])
+                                   (2000, 64, 10), (1500, 40, 100), (1000, 24, 90), (1000, 40, 56),
+                                   (1000, 40, 50)])
 def test_half_lanes_give_the_full_lanes_floats(monkeypatch, dtype, N, D, k):
     """'fused' with few centres (with AVX-512: up to 100 floats or 50 doubles) takes half-width vectors
     (HALF_LANES): the same floats, bit for bit."""
