@@ -321,8 +321,8 @@ def test_auto_measures(monkeypatch, mode):
 @pytest.mark.parametrize('max_iter', [5, 9, 10, 30])
 def test_auto_probes_only_where_a_trial_can_follow(monkeypatch, max_iter):
     """AutoStep times `own_dists` (its probe) in Lloyd's first pass only when a trial can still come
-    (max_iter >= LLOYD_PASSES + MIN_LEFT), and centres rows (x - shift) for it only then: a short fit pays
-    for no probe, and a pass after the first calls nothing."""
+    (max_iter >= LLOYD_PASSES + MIN_LEFT): a short fit pays for no probe, and a pass after the first
+    calls nothing, with or without a shift."""
     import functools
     from kmeans_lessons import bounds
     X, C = CASES['blobs float32']
