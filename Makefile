@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kmeans_lessons_installed
 
-.PHONY: lab test setup export sync bench bench-auto bench-growth bench-estep bench-overhead bench-bounds bench-meanshift bench-balanced docs-html check-claims
+.PHONY: lab test setup export sync bench bench-auto bench-growth bench-estep bench-overhead bench-kpp bench-bounds bench-meanshift bench-balanced docs-html check-claims
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-auto: $(STAMP)
 # fit in a fresh process), the peak memory of an in-memory fit, and default fits (issue 18); a few minutes.
 bench-overhead: $(STAMP)
 	$(BIN)/python benchmarks/bench_overhead.py
+
+# k-means++ alone: the compiled steps against the torch steps and scikit-learn's kmeans_plusplus (issue 18).
+bench-kpp: $(STAMP)
+	flock -x /tmp/bench.lock $(BIN)/python benchmarks/bench_kpp.py
 
 # Bound-based k-means (lesson 05b) against scikit-learn (lloyd, elkan) and faiss; several minutes.
 bench-bounds: $(STAMP)

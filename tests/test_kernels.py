@@ -377,3 +377,95 @@ def test_engine_takes_centres_that_require_grad_or_are_half():
         half = run_strategy(X.half(), C16, None, LloydStep, max_iter=1)
         first = run_strategy(X.half().float(), C16.float(), None, LloydStep, max_iter=1)
         assert (half['labels'].long() == first['labels'].long()).float().mean() > 0.99, k
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('N, D, L', [(1, 3, 1), (700, 2, 5), (5000, 16, 4), (9000, 37, 3), (3000, 130, 7)])
+def test_pp_scores_against_float64(dtype, N, D, L):
+    """k-means++'s compiled scores: min(|x - c|^2, closest) against float64 brute force (float32 within a few
+    ulps of the direct differences, float64 to 1e-13), the potentials sum w d in float64, `out` may be `closest`
+    (L = 1), no `closest` means +inf, and the floats are the same on 1 and 2 threads."""
+    g = torch.Generator().manual_seed(N + D)
+    X = torch.randn(N, D, generator=g, dtype=dtype) * 3 + 1
+    C, w = torch.randn(L, D, generator=g, dtype=dtype), torch.rand(N, generator=g, dtype=dtype)
+    closest = torch.rand(N, generator=g, dtype=dtype) * 2 * D
+    d64 = ((X.double()[None] - C.double()[:, None]) ** 2).sum(-1)                     # (L, N)
+    want = torch.minimum(d64, closest.double())
+    out = torch.full((L, N), float('nan'), dtype=dtype)
+    pots = kernels.pp_scores(X, C, closest, w, out)
+    rtol = 1e-5 if dtype == torch.float32 else 1e-13
+    assert torch.allclose(out.double(), want, rtol=rtol, atol=0)
+    assert torch.allclose(pots, (out * w).double().sum(1), rtol=1e-12)
+    assert torch.allclose(pots, (want * w.double()).sum(1), rtol=rtol)
+    fresh = torch.empty(N, dtype=dtype)
+    assert torch.allclose(kernels.pp_scores(X, C[:1], None, None, fresh), d64[0].sum(), rtol=rtol)
+    assert torch.allclose(fresh.double(), d64[0], rtol=rtol, atol=0)
+    kernels.pp_scores(X, C[:1], closest, None, closest)                               # in place
+    assert torch.equal(closest, out[0])
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1); one = kernels.pp_scores(X, C, None, w)
+        torch.set_num_threads(2); two = kernels.pp_scores(X, C, None, w)
+    finally: torch.set_num_threads(n)
+    assert torch.equal(one, two)
+    with pytest.raises(ValueError, match='out must be'): kernels.pp_scores(X, C, None, None, out[:, :0])
+    with pytest.raises(ValueError, match='out must be'): kernels.pp_scores(X, C, None, None, out[:0])
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('N', [1, 10, 5000, 200_000])
+def test_pp_draw_is_the_engines_draw(dtype, N):
+    """The compiled draw takes the rows torch's cumsum and searchsorted take (the engine's `_draw`, over blocks of
+    CUM_ROWS), from the same uniforms: masses with zeros, weighted masses, all-zero masses (row 0), and u near 1."""
+    from kmeans_lessons.engine import _draw, Comm
+    g = torch.Generator().manual_seed(N)
+    a = torch.rand(N, generator=g, dtype=dtype) ** 4
+    a[torch.rand(N, generator=g) < 0.3] = 0
+    b = torch.rand(N, generator=g, dtype=dtype)
+    for mass, wt in [(a, None), (a, b), (torch.zeros(N, dtype=dtype), None)]:
+        for seed in range(3):
+            want = _draw(mass if wt is None else mass * wt, 9, torch.Generator().manual_seed(seed), Comm(), 0)
+            u = torch.rand(9, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            assert torch.equal(kernels.pp_draw(mass, wt, u), want)
+    u = torch.tensor([0.0, 1 - 2**-53, 0.5], dtype=torch.float64)
+    c = a.double().cumsum(0)
+    assert torch.equal(kernels.pp_draw(a, None, u), torch.searchsorted(c, u * c[-1]).clamp_max(N - 1))
+
+@needs_kernel
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_engine_kmeans_plusplus_kernel_and_torch_paths_agree(monkeypatch, tmp_path, dtype):
+    """The engine's k-means++ with the compiled scores and draws picks the rows the lessons' torch steps pick
+    (KERNEL off), on blobs, weighted or not, with the candidates' scores kept or recomputed; streamed from a .npy
+    file it picks the same rows as in memory; and every centre is a data row."""
+    import numpy as np
+    from sklearn.datasets import make_blobs
+    from kmeans_lessons import engine
+    from kmeans_lessons.engine import kmeans_plusplus_rows, Rows
+    from kmeans_lessons.distances import get_distance
+    dist = get_distance('sqeuclidean')
+    Xn = make_blobs(6000, 12, centers=25, random_state=0)[0]
+    X = torch.tensor(Xn, dtype=dtype)
+    w = torch.rand(6000, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    run = lambda rows, seed, wt: kmeans_plusplus_rows(rows, 25, torch.Generator().manual_seed(seed), dist,
+                                                      sample_weight=wt)
+    calls = []
+    real = engine.pp_scores
+    monkeypatch.setattr(engine, 'pp_scores', lambda *a: calls.append(1) or real(*a))
+    for wt in [None, w]:
+        for seed in range(3):
+            fast = run(Rows(X), seed, wt)
+            assert calls
+            monkeypatch.setattr(engine, 'KERNEL', False)
+            slow = run(Rows(X), seed, wt)
+            monkeypatch.setattr(engine, 'KERNEL', True)
+            assert torch.equal(fast, slow), (seed, wt is None)
+            monkeypatch.setattr(engine, 'KEEP_SCORES_BYTES', 0)                   # the winner's scores recomputed
+            assert torch.equal(run(Rows(X), seed, wt), fast)
+            monkeypatch.setattr(engine, 'KEEP_SCORES_BYTES', 64 * 2**20)
+            rows = {tuple(r) for r in X.tolist()}
+            assert all(tuple(c) in rows for c in fast.tolist())
+    path = tmp_path / 'x.npy'
+    np.save(path, X.numpy())
+    streamed = Rows(str(path), block_bytes=1000 * 12 * X.element_size())          # blocks of 1000 rows
+    assert streamed.streamed and streamed.block_rows == 1000
+    assert torch.equal(run(streamed, 2, None), run(Rows(X), 2, None))
