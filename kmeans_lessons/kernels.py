@@ -138,8 +138,8 @@ static inline void tile(const T* const* xr, int64_t D, const T* Ct, int64_t kp, 
 
 // Rows per tile in `fused`: 6 with AVX-512's 32 vector registers (24 accumulators), else 4. On AMD's Zen 4, 1e5 rows on 2
 // threads, the pass alone (a C++ loop) with 6 rows measured 0.65-0.98x the time of 4 with half-width vectors (D = 4..128,
-// k = 8..100; 0.70 at D = 64, k = 20) and 0.8-1.03x with full ones (8 rows: 0.75-1.3x); whole fits, 0.93-0.97x.
-// The floats do not depend on it.
+// k = 8..100; 0.70 at D = 64, k = 20) and 0.8-1.03x with full ones (8 rows: 0.75-1.3x). Whole fits, interleaved in one
+// process, measured 0.93-1.07x (D = 2..128, k = 8..1000): within this machine's noise. The floats do not depend on it.
 #define TILE_ROWS (VB == 64 ? 6 : 4)
 
 // Small D or small k: the distances (x - c)^2 for W centres at a time, R rows at a time, the running minimum in registers.
