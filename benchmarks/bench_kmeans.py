@@ -6,13 +6,16 @@ torch k-means, on the same data and the same initial centroids, in one process.
     python benchmarks/bench_kmeans.py --growth   # also: time and memory as N grows (D=4, K=200)
     python benchmarks/bench_kmeans.py --fit      # only (`make bench`): Lloyd's whole fit at equal work, 5 iterations
                                                  # from the same init, ours / scikit-learn / faiss, N=1e5 grid
+    python benchmarks/bench_kmeans.py --fit --save benchmarks/results/fit.json   # (`make bench-save`) and keep
+                                                 # the table for lesson 05, which prints it; re-execute 05_gpu after
     python benchmarks/bench_kmeans.py --estep    # only: one Lloyd iteration (E-step + sums), kernels.lloyd_pass
                                                  # against the torch path, scikit-learn and faiss, N=1e5 grid
 
 Per-iteration time is measured by differencing: (t(m2 iterations) - t(m1 iterations)) / (m2 - m1), so set-up,
 validation and the final assignment cancel out. Each number is the median of several runs, interleaved.
 """
-import argparse, os, subprocess, sys, time, warnings
+import argparse, os, platform, subprocess, sys, time, warnings
+from pathlib import Path
 # Three OpenMP runtimes share this process (torch's, scikit-learn's, faiss's) and 2 cores. By default an idle
 # OpenMP thread spins, stealing a core from whichever library runs next; passive waiting makes the runs fair.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -159,8 +162,18 @@ def first_fit_cost():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[-2]), float(out[-1])
 
-def main_fit(quick=False):
-    "Lloyd's whole fit at equal work: 5 iterations from the same init (tol=0), ours against scikit-learn and faiss."
+def cpu_name():
+    "The CPU's model name, and whether it has AVX-512."
+    try:
+        with open('/proc/cpuinfo') as f: lines = f.read().splitlines()
+    except OSError: return platform.processor(), False
+    name = next((l.split(':', 1)[1].strip() for l in lines if l.startswith('model name')), platform.processor())
+    flags = next((l for l in lines if l.startswith('flags')), '')
+    return name, ' avx512f' in flags
+
+def main_fit(quick=False, save=None):
+    """Lloyd's whole fit at equal work: 5 iterations from the same init (tol=0), ours against scikit-learn and faiss.
+    `save`: a path where the table goes too, as JSON (lesson 05 prints it)."""
     from kmeans_lessons import KMeans, kernels
     from sklearn.cluster import KMeans as SK
     import faiss
@@ -174,7 +187,7 @@ def main_fit(quick=False):
           "scikit-learn: KMeans(algorithm='lloyd', n_init=1); faiss: Kmeans(max_points_per_centroid=10**9)\n")
     print("| D | k | kernel path | ours | scikit-learn | faiss | ours / sklearn | ours / faiss |")
     print("|---|---|---|---|---|---|---|---|")
-    ratios = []
+    ratios, rows = [], []
     for D in (2, 4, 16, 64, 128):
         for k in (8, 100, 1000):
             rng = np.random.default_rng(D * 1000 + k)
@@ -196,11 +209,22 @@ def main_fit(quick=False):
                 for name, f in fns.items(): res[name].append(timed(f) * 1e3)
             r = {name: med(v) for name, v in res.items()}
             ratios.append((r['ours'] / r['sklearn'], r['ours'] / r['faiss']))
+            rows.append({'D': D, 'k': k, 'path': kernels.plan(D, k, torch.float32),
+                         **{name: round(v, 1) for name, v in r.items()}})
             print(f"| {D} | {k} | {kernels.plan(D, k, torch.float32)} | {r['ours']:.1f} | {r['sklearn']:.1f} "
                   f"| {r['faiss']:.1f} | {r['ours'] / r['sklearn']:.2f} | {r['ours'] / r['faiss']:.2f} |", flush=True)
     a, b = np.array(ratios).T
     print(f"\nours / scikit-learn: at most {a.max():.2f} (median {np.median(a):.2f}); "
           f"ours / faiss: at most {b.max():.2f} (median {np.median(b):.2f})")
+    if save:
+        import json, sklearn, faiss
+        cpu, avx512 = cpu_name()
+        meta = {'date': time.strftime('%Y-%m-%d'), 'cpu': cpu, 'avx512': avx512, 'threads': torch.get_num_threads(),
+                'torch': torch.__version__, 'scikit-learn': sklearn.__version__, 'faiss': faiss.__version__,
+                'N': 100_000, 'iterations': iters, 'dtype': 'float32', 'data': 'normal'}
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        Path(save).write_text(json.dumps({'machine': meta, 'rows': rows}, indent=1) + '\n')
+        print(f"saved to {save}")
 
 def main():
     ap = argparse.ArgumentParser()
@@ -208,13 +232,14 @@ def main():
     ap.add_argument('--growth', action='store_true')
     ap.add_argument('--estep', action='store_true')
     ap.add_argument('--fit', action='store_true')
+    ap.add_argument('--save', help="with --fit: also write the table to this JSON file (lesson 05 prints it)")
     args = ap.parse_args()
     reps = 3 if args.quick else 5
     import sklearn, faiss
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}, "
           f"faiss {faiss.__version__}, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
     if args.estep: return main_estep(reps)
-    if args.fit: return main_fit(args.quick)
+    if args.fit: return main_fit(args.quick, args.save)
     print("\nCPU, float32, same data and init for all; ms per Lloyd iteration (median):\n")
     print(f"| shape | kmeans_lessons | scikit-learn | faiss | naive torch | ours / sklearn | ours / faiss |")
     print(f"|---|---|---|---|---|---|---|")

@@ -52,3 +52,28 @@ def test_quarto_yml_single_source():
     assert link.is_symlink() and link.resolve() == (root / '_quarto.yml').resolve()
     text = (root / '_quarto.yml').read_text()
     assert 'type: website' in text and 'nbdev.yml' in text
+
+
+def test_lesson_05_prints_the_saved_bench_and_its_prose_quotes_it():
+    """Lesson 05 prints the table `make bench-save` kept (benchmarks/results/fit.json), and the prose under it quotes
+    that table's numbers: the worst and median ratios against scikit-learn and faiss, recomputed here."""
+    import json, statistics
+    saved = json.loads((NBS.parent / 'benchmarks' / 'results' / 'fit.json').read_text())
+    vs_sk = [r['ours'] / r['sklearn'] for r in saved['rows']]
+    vs_fa = [r['ours'] / r['faiss'] for r in saved['rows']]
+    assert len(vs_sk) == 15 and {(r['D'], r['k']) for r in saved['rows']} == {
+        (D, k) for D in (2, 4, 16, 64, 128) for k in (8, 100, 1000)}
+    nb = nbformat.read(NBS / '05_gpu.ipynb', as_version=4)
+    text = lambda c: ''.join(o.get('text', '') for o in c.outputs)
+    i = next(i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and 'under 1 at' in c.source)
+    out = text(nb.cells[i])
+    summary = (f"ours / scikit-learn: at most {max(vs_sk):.2f}, median {statistics.median(vs_sk):.2f}; "
+               f"ours / faiss: at most {max(vs_fa):.2f}, median {statistics.median(vs_fa):.2f}, "
+               f"under 1 at {sum(v < 1 for v in vs_fa)} of 15 shapes")
+    assert summary in out
+    prose = nb.cells[i + 1].source
+    for number in (max(vs_sk), statistics.median(vs_sk), max(vs_fa), statistics.median(vs_fa)):
+        assert f"{number:.2f}" in prose, (number, prose)
+    assert f"{sum(v < 1 for v in vs_fa)} of the 15" in prose
+    assert saved['machine']['cpu'] in text(nb.cells[i - 2])
+    assert all(f"{r['ours']:>9}" in text(nb.cells[i - 1]) for r in saved['rows'])
