@@ -385,9 +385,9 @@ static void label_dists(const T* X, int64_t N, int64_t D, const T* C, const int6
 }
 
 // k-means++'s scores of L candidates C (L, D) for the rows X (N, D): d(i, l) = min(|x_i - c_l|^2, closest[i])
-// (`sqdist_lanes_g`; closest null: +inf), stored at out[l * ostride + i] when out is given (out may be `closest` itself when L = 1),
-// and pots[l] += the sum over i of w_i d(i, l) (w null: 1), summed per chunk of PP_ROWS rows, then chunk after chunk
-// in order: the same floats for any thread count.
+// (`sqdist_lanes_g`; closest null: +inf), stored at out[l * ostride + i] when out is given (out may be `closest`
+// itself when L = 1), and pots[l] += the sum over i of w_i d(i, l) (w null: 1), summed per chunk of PP_ROWS rows,
+// then chunk after chunk in order: the same floats for any thread count.
 #define PP_ROWS 512
 // Rows lo..hi against G candidates c: their scores into o (G rows of ostride), their sums into p (G,).
 // G is known when compiling, so the G scores and sums stay in registers.
@@ -978,12 +978,14 @@ def pp_scores(X,             # rows (b, D), float32 or float64, on the CPU
               w=None,        # the rows' weights (b,) in X's dtype, or None
               out=None):     # where the scores go: (L, b) (rows contiguous), or (b,) when L = 1 (may be `closest`)
     """One k-means++ step's scores: d (L, b) = min(|x - c|^2, closest), by direct differences in X's dtype (a few
-    ulps from float64's), written into `out` when given; returns the candidates' potentials, the sums of w d over the rows, (L,) float64,
-    the same floats for any thread count."""
+    ulps from float64's), written into `out` when given. Returns the candidates' potentials, the sums of w d over
+    the rows, (L,) float64: the same floats for any thread count."""
     X, C = X.contiguous(), C.to(X.dtype).contiguous()
     w = None if w is None else w.contiguous()
     (b, D), L = X.shape, C.shape[0]
-    if closest is not None and not closest.is_contiguous(): raise ValueError("closest must be contiguous")
+    for name, t in [('closest', closest), ('w', w)]:
+        if t is not None and (t.dtype != X.dtype or tuple(t.shape) != (b,) or not t.is_contiguous()):
+            raise ValueError(f"{name} must be ({b},) {X.dtype}, contiguous; got {tuple(t.shape)} {t.dtype}")
     want = (b,) if L == 1 and out is not None and out.dim() == 1 else (L, b)
     if out is not None and (out.dtype != X.dtype or out.stride(-1) != 1 or tuple(out.shape) != want):
         raise ValueError(f"out must be ({L}, {b}) {X.dtype} with contiguous rows; got {tuple(out.shape)} {out.dtype}")
@@ -1000,6 +1002,9 @@ def pp_draw(a,      # masses (N,) float32 or float64, contiguous, on the CPU
             u):     # uniforms (m,) float64 in [0, 1)
     """Rows drawn in proportion to their mass, (m,) int64: for each u, the first row whose running float64 sum of
     the masses reaches u times their total (the last row when none does), as torch's `cumsum` and `searchsorted`."""
+    if a.dtype not in (torch.float32, torch.float64) or (b is not None and (b.dtype, b.shape) != (a.dtype, a.shape)):
+        raise ValueError(f"pp_draw takes float32 or float64 masses, and weights like them; got {a.dtype}"
+                         + ("" if b is None else f" and {b.dtype} {tuple(b.shape)}"))
     idx = torch.empty(len(u), dtype=torch.int64)
     a, b = a.contiguous(), None if b is None else b.contiguous()
     getattr(_kernel(), 'ppdraw_' + ('f32' if a.dtype == torch.float32 else 'f64'))(

@@ -469,3 +469,14 @@ def test_engine_kmeans_plusplus_kernel_and_torch_paths_agree(monkeypatch, tmp_pa
     streamed = Rows(str(path), block_bytes=1000 * 12 * X.element_size())          # blocks of 1000 rows
     assert streamed.streamed and streamed.block_rows == 1000
     assert torch.equal(run(streamed, 2, None), run(Rows(X), 2, None))
+
+@needs_kernel
+def test_pp_scores_and_pp_draw_refuse_mismatched_inputs():
+    "Weights, distances or masses of another dtype or length get a ValueError that names them, not a wrong read."
+    X = torch.randn(50, 3)
+    with pytest.raises(ValueError, match='closest must be'): kernels.pp_scores(X, X[:2], torch.ones(50).double())
+    with pytest.raises(ValueError, match='w must be'): kernels.pp_scores(X, X[:2], None, torch.ones(49))
+    with pytest.raises(ValueError, match='pp_draw takes'): kernels.pp_draw(torch.ones(5, dtype=torch.int64), None,
+                                                                           torch.rand(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match='weights like them'): kernels.pp_draw(torch.ones(5), torch.ones(4),
+                                                                               torch.rand(2, dtype=torch.float64))
