@@ -209,9 +209,9 @@ def main_fit(quick=False, save=None):
                 for name, f in fns.items(): res[name].append(timed(f) * 1e3)
             r = {name: med(v) for name, v in res.items()}
             ratios.append((r['ours'] / r['sklearn'], r['ours'] / r['faiss']))
-            rows.append({'D': D, 'k': k, 'path': kernels.plan(D, k, torch.float32),
-                         **{name: round(v, 1) for name, v in r.items()}})
-            print(f"| {D} | {k} | {kernels.plan(D, k, torch.float32)} | {r['ours']:.1f} | {r['sklearn']:.1f} "
+            path = kernels.plan(D, k, torch.float32)
+            rows.append({'D': D, 'k': k, 'path': path, **{name: round(v, 1) for name, v in r.items()}})
+            print(f"| {D} | {k} | {path} | {r['ours']:.1f} | {r['sklearn']:.1f} "
                   f"| {r['faiss']:.1f} | {r['ours'] / r['sklearn']:.2f} | {r['ours'] / r['faiss']:.2f} |", flush=True)
     a, b = np.array(ratios).T
     print(f"\nours / scikit-learn: at most {a.max():.2f} (median {np.median(a):.2f}); "

@@ -783,6 +783,17 @@ def _draw(mass, n, generator, comm, offset):
 
 KEEP_SCORES_BYTES = 64 * 2**20   # k-means++ keeps its candidates' distances (L, n) when they take at most this
 
+def _torch_pp_scores(dist, xx):
+    """Lesson 04's k-means++ step on one block, in torch, with the signature of the kernel's `pp_scores`: the
+    candidates' scores d = min(_scores, closest) (L, b), written into `out` ((L, b), or (b,) for one candidate);
+    returns their potentials, the sums of w d, (L,) float64. `xx(s, e)`: the rows' kept squared norms, or None."""
+    def score(s, x, cand, closest=None, w=None, out=None):
+        d = _scores(x, cand, dist, xx(s, s + len(x)))                 # (L, b)
+        if closest is not None: d = torch.minimum(d, closest)
+        if out is not None: out.copy_(d.view_as(out))
+        return (d if w is None else d * w).sum(1, dtype=torch.float64)
+    return score
+
 def pp_kernel(rows, dist, w):
     """Whether k-means++ scores its candidates with the compiled kernel (`pp_scores`, 95_kernels): on the CPU, for
     the exact Euclidean distance, in float32 or float64. `make bench-kpp` measured 0.25-0.8x the time of the torch
@@ -819,12 +830,12 @@ def kmeans_plusplus_rows(rows, k, generator, dist, comm=None, *, shift=None, sam
     norms = new(rows.n) if kept is not None and isinstance(dist, SqEuclidean) and not fast else None   # ||x||^2
     xx = lambda s, e: None if norms is None else norms[s:e]
     wb = lambda s, e: None if w is None else w[s:e]
+    score = (lambda s, *a: pp_scores(*a)) if fast else _torch_pp_scores(dist, xx)   # one block's step
     with comm.local():                                                # a failing distance: every rank raises
         for s, x in rows.blocks(shift):
             e = s + len(x)
-            if fast: pp_scores(x, C[:1], None, None, closest[s:e]); continue
             if norms is not None: norms[s:e] = (x * x).sum(1)
-            closest[s:e] = _scores(x, C[:1], dist, xx(s, e))[0]
+            score(s, x, C[:1], None, None, closest[s:e])
     bar = progress_bar(k, 'k-means++', verbose and comm.rank == 0)
     for c in range(1, k):
         cand = take_global(rows, draw(closest, w, L), offset, comm, shift)   # (L, D)
@@ -832,20 +843,14 @@ def kmeans_plusplus_rows(rows, k, generator, dist, comm=None, *, shift=None, sam
         with comm.local():
             for s, x in rows.blocks(shift):
                 e = s + len(x)
-                if fast:
-                    pots += pp_scores(x, cand, closest[s:e], wb(s, e), None if kept is None else kept[:, s:e])
-                    continue
-                d = torch.minimum(_scores(x, cand, dist, xx(s, e)), closest[s:e])   # (L, b)
-                pots += (d if w is None else d * w[s:e]).sum(1, dtype=torch.float64)
-                if kept is not None: kept[:, s:e] = d
+                pots += score(s, x, cand, closest[s:e], wb(s, e), None if kept is None else kept[:, s:e])
         best = int(comm.sum(pots.cpu()).argmin())
         with comm.local():
             if kept is not None: closest.copy_(kept[best])
             else:
                 for s, x in rows.blocks(shift):
                     e = s + len(x)
-                    if fast: pp_scores(x, cand[best:best + 1], closest[s:e], None, closest[s:e]); continue
-                    closest[s:e] = torch.minimum(_scores(x, cand, dist, xx(s, e)), closest[s:e])[best]
+                    score(s, x, cand[best:best + 1], closest[s:e], None, closest[s:e])   # the winner's
         C[c] = cand[best]
         bar.update()
     bar.close()

@@ -457,6 +457,9 @@ def test_engine_kmeans_plusplus_kernel_and_torch_paths_agree(monkeypatch, tmp_pa
             assert calls
             monkeypatch.setattr(engine, 'KERNEL', False)
             slow = run(Rows(X), seed, wt)
+            monkeypatch.setattr(engine, 'KEEP_SCORES_BYTES', 0)                   # torch: the winner's recomputed
+            assert torch.equal(run(Rows(X), seed, wt), slow)
+            monkeypatch.setattr(engine, 'KEEP_SCORES_BYTES', 64 * 2**20)
             monkeypatch.setattr(engine, 'KERNEL', True)
             assert torch.equal(fast, slow), (seed, wt is None)
             monkeypatch.setattr(engine, 'KEEP_SCORES_BYTES', 0)                   # the winner's scores recomputed
